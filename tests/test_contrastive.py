@@ -39,7 +39,9 @@ def test_identical_features_give_lower_loss_than_shuffled():
     g = torch.Generator().manual_seed(2)
     feat = torch.randn(1, 8, 16, 16, generator=g)
     same = patch_nce_feature_loss(feat, feat, num_patches=64, generator=torch.Generator().manual_seed(0))
-    other = patch_nce_feature_loss(feat.flip(-1), feat, num_patches=64, generator=torch.Generator().manual_seed(0))
+    other = patch_nce_feature_loss(
+        feat.flip(-1), feat, num_patches=64, generator=torch.Generator().manual_seed(0)
+    )
     assert same < other
 
 

@@ -9,7 +9,14 @@ from torch import nn
 
 from zerocon.errors import ZeroconError
 from zerocon.io import load_checkpoint
-from zerocon.training import NonFiniteLoss, TrainConfig, TrainableMethod, Trainer, TrainingDataset, batch_indices
+from zerocon.training import (
+    NonFiniteLoss,
+    TrainableMethod,
+    TrainConfig,
+    Trainer,
+    TrainingDataset,
+    batch_indices,
+)
 
 
 class Points(TrainingDataset):
@@ -61,7 +68,11 @@ class Regression(TrainableMethod):
 def _train(run, steps, resume=False, **kw):
     method = Regression(**kw)
     trainer = Trainer(
-        method, Points(), run, TrainConfig(steps=steps, batch_size=2, checkpoint_every=3, sample_every=5, log_every=1), progress=False
+        method,
+        Points(),
+        run,
+        TrainConfig(steps=steps, batch_size=2, checkpoint_every=3, sample_every=5, log_every=1),
+        progress=False,
     )
     if resume:
         trainer.resume()
@@ -83,7 +94,9 @@ def test_resume_matches_uninterrupted_bit_for_bit(tmp_path):
     assert torch.equal(full.net.weight, resumed.net.weight) and torch.equal(full.net.bias, resumed.net.bias)
     tensors, config = load_checkpoint(tmp_path / "part" / "checkpoint")
     assert config["step"] == 8 and [h["step"] for h in config["history"]] == list(range(1, 9))
-    assert (tmp_path / "part" / "losses.png").is_file() and (tmp_path / "part" / "samples" / "step_000005.png").is_file()
+    assert (tmp_path / "part" / "losses.png").is_file() and (
+        tmp_path / "part" / "samples" / "step_000005.png"
+    ).is_file()
 
 
 def test_nan_loss_stops_with_step_and_name_and_keeps_last_checkpoint(tmp_path):

@@ -1,0 +1,1 @@
+"""Metrics of the papers (each module imports its heavy dependencies itself, so importing this is cheap)."""

@@ -1,0 +1,63 @@
+"""``zerocon shapes``: render ShapesWorld scenes, train its small models, run ShapesBench."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def register(subparsers: Any, name: str) -> None:
+    parser = subparsers.add_parser(name, help="the offline ShapesWorld: render scenes, train models, bench")
+    sub = parser.add_subparsers(dest="shapes_command", metavar="SUBCOMMAND")
+
+    render = sub.add_parser("render", help="write N scenes (PNG + mask + labels.jsonl) to a folder")
+    render.add_argument("out", help="output folder")
+    render.add_argument("-n", "--num", type=int, default=100, help="number of scenes (default 100)")
+    render.add_argument("--seed", type=int, default=0, help="seed of the first scene (default 0)")
+    render.add_argument("--shapes", type=_csv, default=None, help="comma-separated shapes to allow")
+    render.add_argument("--colors", type=_csv, default=None, help="comma-separated object colours")
+    render.add_argument("--backgrounds", type=_csv, default=None, help="comma-separated backgrounds")
+    render.add_argument("--distractor-prob", type=float, default=0.3)
+    render.add_argument("--texture-prob", type=float, default=0.5)
+    render.set_defaults(func=_render)
+    parser.set_defaults(func=lambda args: parser.print_help() or 2)
+    _register_more(sub)
+
+
+def _register_more(sub: Any) -> None:
+    """Sub-commands that import heavy modules (training, bench) register here."""
+    try:
+        from zerocon.shapes import train as _train
+
+        _train.register(sub)
+    except ImportError:
+        pass
+    try:
+        from zerocon.shapes import bench as _bench
+
+        _bench.register(sub)
+    except ImportError:
+        pass
+
+
+def _render(args: argparse.Namespace) -> int:
+    from zerocon.errors import ZeroconError
+    from zerocon.shapes.world import SceneFilter, write_dataset
+
+    if args.num < 1:
+        raise ZeroconError("--num must be at least 1")
+    flt = SceneFilter(
+        shapes=args.shapes,
+        colors=args.colors,
+        backgrounds=args.backgrounds,
+        distractor_prob=args.distractor_prob,
+        texture_prob=args.texture_prob,
+    )
+    flt.check()
+    folder = write_dataset(args.out, args.num, args.seed, flt)
+    print(f"wrote {args.num} scenes to {folder}")
+    return 0

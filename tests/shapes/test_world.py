@@ -1,0 +1,85 @@
+import json
+
+import numpy as np
+import pytest
+
+from zerocon.errors import ZeroconError
+from zerocon.shapes import (
+    BACKGROUND_COLORS,
+    OBJECT_COLORS,
+    SHAPES,
+    SceneFilter,
+    all_captions,
+    parse_caption,
+    render,
+    render_seed,
+    sample_spec,
+    write_dataset,
+)
+
+
+def test_same_seed_same_scene_and_different_seeds_differ():
+    a, b, c = render_seed(7), render_seed(7), render_seed(8)
+    assert np.array_equal(a.image, b.image) and np.array_equal(a.mask, b.mask)
+    assert a.spec == b.spec
+    assert not np.array_equal(a.image, c.image)
+
+
+def test_world_size_and_vocabulary():
+    assert len(SHAPES) >= 4 and len(OBJECT_COLORS) >= 6 and len(BACKGROUND_COLORS) >= 4
+    assert len(all_captions()) == len(SHAPES) * len(OBJECT_COLORS) * len(BACKGROUND_COLORS)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_caption_labels_and_mask_agree(seed):
+    scene = render_seed(seed)
+    spec = scene.spec
+    assert scene.image.shape == (64, 64, 3) and scene.image.dtype == np.uint8
+    assert parse_caption(scene.caption) == {
+        "shape": spec.obj.shape,
+        "color": spec.obj.color,
+        "background": spec.background,
+    }
+    # inside the mask the pixels have the object's colour, on the border the background's
+    inside = scene.image[scene.coverage > 0.99].astype(float)
+    assert len(inside) > 50
+    assert np.abs(inside - OBJECT_COLORS[spec.obj.color]).max() < 1.0
+    border = np.concatenate([scene.image[0], scene.image[-1], scene.image[:, 0], scene.image[:, -1]])
+    assert np.abs(np.median(border, 0) - BACKGROUND_COLORS[spec.background]).max() < 15
+    # mask area matches the shape's analytic area
+    r = spec.obj.radius
+    area = {"circle": np.pi * r**2, "square": 2 * r**2, "triangle": 3 * np.sqrt(3) / 4 * r**2}.get(
+        spec.obj.shape
+    )
+    if area is not None:
+        assert abs(scene.mask.sum() - area) / area < 0.08
+    # distractor: other colour, disjoint from the main object
+    if spec.distractor is not None:
+        assert spec.distractor.color != spec.obj.color
+
+
+def test_filters_restrict_attributes_and_unknown_values_fail():
+    flt = SceneFilter(shapes=["circle"], colors=["red", "blue"], backgrounds=["gray"])
+    specs = [sample_spec(s, flt) for s in range(30)]
+    assert {s.obj.shape for s in specs} == {"circle"}
+    assert {s.obj.color for s in specs} <= {"red", "blue"}
+    assert {s.background for s in specs} == {"gray"}
+    with pytest.raises(ZeroconError):
+        SceneFilter(shapes=["hexagon"]).check()
+
+
+def test_with_object_changes_only_that_attribute():
+    spec = sample_spec(3)
+    edited = render(spec.with_object(color="blue" if spec.obj.color != "blue" else "red"))
+    original = render(spec)
+    assert np.array_equal(edited.mask, original.mask)
+    outside = ~edited.mask & (original.coverage == 0) & (edited.coverage == 0)
+    assert np.array_equal(edited.image[outside], original.image[outside])
+
+
+def test_write_dataset(tmp_path):
+    write_dataset(tmp_path, 3, seed=10, flt=SceneFilter(shapes=["star"]))
+    lines = (tmp_path / "labels.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r["seed"] for r in records] == [10, 11, 12]
+    assert all(r["shape"] == "star" and (tmp_path / r["file"]).exists() for r in records)

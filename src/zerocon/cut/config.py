@@ -1,0 +1,132 @@
+"""CUT / FastCUT / SinCUT settings as one dataclass, with the paper code's defaults.
+
+``CUTConfig()`` is the ``cut`` preset. :func:`preset` returns a named preset, optionally with some fields
+changed; the CLI maps its options onto these fields and keeps no second copy of the defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from zerocon.errors import ZeroconError
+
+
+@dataclass(frozen=True)
+class CUTConfig:
+    """Everything that defines a CUT model and its training step (not the loop; see ``TrainConfig``)."""
+
+    preset: str = "cut"
+    """Name of the preset these settings came from; stored in checkpoints and checked when loading."""
+    size: int = 256
+    """Side of the square training crops (a multiple of 4)."""
+    load_size: int | None = None
+    """Images are resized to ``load_size`` x ``load_size`` and randomly cropped to ``size`` (the paper:
+    286 -> 256). ``None`` means ``round(size * 286 / 256)``."""
+    flip: bool = True
+    """Random horizontal flip of the training images (data augmentation)."""
+    ngf: int = 64
+    """Generator width (channels of the first convolution)."""
+    ndf: int = 64
+    """Discriminator width."""
+    n_blocks: int = 9
+    """Residual blocks of the generator."""
+    n_layers_d: int = 3
+    """Down-sampling layers of the PatchGAN (3 = 70x70 receptive field)."""
+    nce_layers: tuple[int, ...] = (0, 4, 8, 12, 16)
+    """Generator layers whose features enter PatchNCE (pixels, two down-sampling convs, res-blocks 1 and 5)."""
+    num_patches: int = 256
+    """Locations sampled per layer and image."""
+    head_channels: int = 256
+    """Width and output size of each projection MLP."""
+    nce_temperature: float = 0.07
+    """PatchNCE temperature tau."""
+    lambda_gan: float = 1.0
+    """Weight of the generator's adversarial loss."""
+    lambda_nce: float = 1.0
+    """Weight of PatchNCE (FastCUT: 10)."""
+    nce_idt: bool = True
+    """Identity PatchNCE on target images, L_NCE(G, H, Y) (CUT: on; FastCUT: off). The two NCE terms are then
+    averaged, as in the paper's code."""
+    flip_equivariance: bool = False
+    """FastCUT: flip the generator's input with probability 1/2 and flip its features back for PatchNCE."""
+    negatives_from_minibatch: bool = False
+    """Draw negatives from all images of the batch (SinCUT) instead of only the query's own image."""
+    gan_mode: str = "lsgan"
+    """``lsgan`` (MSE against 1/0, the CUT default) or ``nonsaturating`` (softplus; SinCUT)."""
+    lambda_r1: float = 0.0
+    """R1 gradient penalty on real images for D (SinCUT: 1, applied with weight 1/2)."""
+    lambda_identity: float = 0.0
+    """Pixel L1 identity loss |G(y) - y| (SinCUT: 1)."""
+    lr: float = 2e-4
+    """Adam learning rate of G, D and the heads."""
+    beta1: float = 0.5
+    beta2: float = 0.999
+    decay_fraction: float = 0.5
+    """Fraction of the training steps over which the learning rate decays linearly to zero at the end; it is
+    constant before. The paper: 200 constant + 200 decaying epochs for CUT (0.5), 150 + 50 for FastCUT (0.25).
+    """
+    init_gain: float = 0.02
+    """Xavier-normal gain of every convolution and linear layer."""
+    zoom_range: tuple[float, float] = (1.0, 1.0)
+    """Single-image mode: random zoom of the whole image before cropping (SinCUT: 1/3 .. 1)."""
+
+    def __post_init__(self) -> None:
+        if self.size % 4:
+            raise ZeroconError(f"--size must be a multiple of 4 (got {self.size})")
+        if self.gan_mode not in ("lsgan", "nonsaturating"):
+            raise ZeroconError(f"unknown gan_mode '{self.gan_mode}' (lsgan or nonsaturating)")
+        if not 0.0 <= self.decay_fraction <= 1.0:
+            raise ZeroconError("decay_fraction must be in [0, 1]")
+
+    @property
+    def resolved_load_size(self) -> int:
+        return self.load_size if self.load_size is not None else round(self.size * 286 / 256)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["method"] = "cut"
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CUTConfig:
+        names = {f.name for f in fields(cls)}
+        kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in names}
+        return cls(**kwargs)
+
+
+PRESETS: dict[str, CUTConfig] = {
+    # CUT: lambda_NCE 1 with identity PatchNCE on Y; 200 + 200 epochs in the paper.
+    "cut": CUTConfig(),
+    # FastCUT: lambda_NCE 10, flip equivariance, no identity term; 150 + 50 epochs in the paper.
+    "fastcut": CUTConfig(
+        preset="fastcut", lambda_nce=10.0, nce_idt=False, flip_equivariance=True, decay_fraction=0.25
+    ),
+    # SinCUT: one image per domain, trained on 64x64 crops of randomly zoomed copies (batch 16 in the paper),
+    # identity PatchNCE as in CUT, 1 patch per layer with
+    # negatives from the whole minibatch, lambda_NCE 4, non-saturating GAN loss with R1, L1 identity. Unlike
+    # the paper it keeps CUT's ResNet generator and PatchGAN (not StyleGAN2 with ngf 10), and with them CUT's
+    # optimiser (Adam 2e-4, (0.5, 0.999)) rather than StyleGAN2's 2e-3, (0, 0.99).
+    "sincut": CUTConfig(
+        preset="sincut",
+        size=64,
+        load_size=1024,
+        flip=True,
+        num_patches=1,
+        negatives_from_minibatch=True,
+        lambda_nce=4.0,
+        nce_idt=True,
+        gan_mode="nonsaturating",
+        lambda_r1=1.0,
+        lambda_identity=1.0,
+        zoom_range=(1.0 / 3.0, 1.0),
+    ),
+}
+
+
+def preset(name: str, **overrides: Any) -> CUTConfig:
+    """The preset ``name`` (``cut``, ``fastcut`` or ``sincut``) with ``overrides`` applied (None = keep)."""
+    if name not in PRESETS:
+        raise ZeroconError(f"unknown preset '{name}'; choose one of {', '.join(PRESETS)}")
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    return replace(PRESETS[name], **changes)

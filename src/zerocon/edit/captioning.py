@@ -1,0 +1,36 @@
+"""BLIP captions of input photos (the caption is the inversion prompt and the source of automatic edit
+directions).
+
+diffusers' pix2pix-zero recipe prompts BLIP with the text prefix ``"a photography of"`` and keeps the prefix
+in the caption; :func:`blip_caption` does the same by default so captions match the peer pipeline.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+@torch.no_grad()
+def blip_caption(
+    model: Any,
+    processor: Any,
+    images: Any,
+    device: torch.device | str | None = None,
+    prefix: str = "a photography of",
+    max_new_tokens: int = 128,
+) -> str:
+    """Caption the first of ``images`` with a ``BlipForConditionalGeneration`` and its ``BlipProcessor``.
+
+    Decoding is greedy (deterministic). The model is moved to ``device`` for the call and back afterwards.
+    """
+    previous = model.device
+    device = torch.device(device) if device is not None else previous
+    inputs = processor(images, prefix or None, return_tensors="pt").to(device=device, dtype=model.dtype)
+    model.to(device)
+    try:
+        outputs = model.generate(**inputs, max_new_tokens=max_new_tokens)
+    finally:
+        model.to(previous)
+    return processor.batch_decode(outputs, skip_special_tokens=True)[0].strip()

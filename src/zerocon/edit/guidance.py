@@ -1,0 +1,90 @@
+"""The losses that steer a latent during the edit pass: pix2pix-zero's cross-attention L2 and the PatchNCE
+term of pix2pix-zeroCon on decoder self-attention features.
+
+The cross-attention L2 is accumulated by the attention processors (:mod:`zerocon.edit.attention`). The PatchNCE
+term is :func:`zerocon.contrastive.patch_nce_feature_loss` (the project's one PatchNCE) applied to each
+decoder ``attn1`` output of the guided pass (queries) against the same layer of the reference pass at the same
+timestep (keys: positives at the same location, negatives at the other sampled locations), averaged over
+layers. Its defaults follow CDS (Nam et al., CVPR 2024), the published training-free use of PatchNCE inside a
+Stable Diffusion UNet: patch sizes 1 and 2, 256 patches, tau = 0.07. The pix2pix-zeroCon paper's own weight
+and timestep range are not public; the defaults below are this project's choice and are configurable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+
+from zerocon.contrastive import NCE_TEMPERATURE, NUM_PATCHES, patch_nce_feature_loss
+from zerocon.edit.attention import tokens_to_map
+
+
+@dataclass
+class PatchNCEGuidance:
+    """Settings of the patch-wise contrastive guidance of ``method="zerocon"``.
+
+    Attributes:
+        weight: multiplier of the PatchNCE loss added to the cross-attention loss before the latent's
+            gradient step (whose step size is ``cross_attention_guidance_amount``). 0 disables the term.
+        features: which UNet features; only ``"decoder_self_attention"`` (outputs of ``attn1`` in the
+            ``up_blocks``, as CDS) is implemented.
+        patch_sizes: average-pooling sizes of the feature maps before sampling (1 = raw locations).
+        num_patches: locations sampled per layer and patch size.
+        temperature: PatchNCE temperature tau.
+        t_min, t_max: the term is applied only at timesteps ``t_min <= t <= t_max`` (scheduler units,
+            0..num_train_timesteps); the default covers the whole trajectory like the cross-attention term.
+        seed: seed of the generator that samples patch locations; ``None`` draws it from the pipeline's
+            generator (so the same ``generator`` seed gives the same edit).
+    """
+
+    weight: float = 1.0
+    features: str = "decoder_self_attention"
+    patch_sizes: tuple[int, ...] = (1, 2)
+    num_patches: int = NUM_PATCHES
+    temperature: float = NCE_TEMPERATURE
+    t_min: int = 0
+    t_max: int = 1000
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.features != "decoder_self_attention":
+            raise ValueError(f"unknown PatchNCE features {self.features!r}; use 'decoder_self_attention'")
+        if self.weight < 0 or self.num_patches < 1 or self.temperature <= 0 or not self.patch_sizes:
+            raise ValueError(
+                "PatchNCE guidance needs weight >= 0, num_patches >= 1, temperature > 0, patch sizes"
+            )
+        if self.t_min > self.t_max:
+            raise ValueError(f"PatchNCE timestep range is empty: t_min={self.t_min} > t_max={self.t_max}")
+        self.patch_sizes = tuple(int(p) for p in self.patch_sizes)
+
+    def active(self, timestep: int | float | torch.Tensor) -> bool:
+        t = float(timestep)
+        return self.weight > 0 and self.t_min <= t <= self.t_max
+
+
+def patch_nce_guidance_loss(
+    features: Mapping[str, torch.Tensor],
+    reference_features: Mapping[str, torch.Tensor],
+    latent_hw: tuple[int, int],
+    config: PatchNCEGuidance,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Mean over layers of PatchNCE(edit features -> reference features) for (B, h*w, C) attention outputs."""
+    if not features:
+        raise ValueError("no decoder self-attention features were recorded (does the UNet have up_blocks?)")
+    losses = []
+    for name, query in features.items():
+        key = reference_features[name]
+        losses.append(
+            patch_nce_feature_loss(
+                tokens_to_map(query, latent_hw),
+                tokens_to_map(key, latent_hw).detach(),
+                num_patches=config.num_patches,
+                patch_sizes=config.patch_sizes,
+                temperature=config.temperature,
+                generator=generator,
+            )
+        )
+    return torch.stack(losses).mean()

@@ -1,0 +1,576 @@
+"""ZeroConPipeline: zero-shot real-image editing with a Stable Diffusion checkpoint (pix2pix-zero and
+pix2pix-zeroCon), a drop-in replacement for diffusers' deprecated ``StableDiffusionPix2PixZeroPipeline``.
+
+``invert(...)`` and ``__call__(...)`` accept every argument of that pipeline's methods with the same meaning
+and defaults; ``method="pix2pix_zero"`` gives the same latents (checked by ``tests/edit/test_parity.py``).
+What differs is how the work is done:
+
+* the reference pass (which records the cross-attention maps) and the guided edit pass run in lock-step, so
+  only one timestep's maps are alive at a time instead of all of them copied to the CPU;
+* probabilities are materialised only for ``attn2`` layers in the passes that need them; every other attention
+  call keeps the UNet's fast attention (scaled-dot-product by default);
+* gradients are taken for the latent only (no weight gradients), and the inversion does not record maps;
+* the inversion's noise regularisation is vectorised over images and channels.
+
+``method="zerocon"`` (the default) adds PatchNCE guidance on decoder self-attention features
+(:class:`~zerocon.edit.guidance.PatchNCEGuidance`) to the cross-attention guidance in the same backward pass;
+``method="word_swap"`` edits the embeddings without any guidance. :meth:`ZeroConPipeline.edit` runs the whole
+recipe on a photo: caption -> regularised DDIM inversion -> reference pass -> guided edit -> decode.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import (
+    AutoencoderKL,
+    DDIMInverseScheduler,
+    DiffusionPipeline,
+    StableDiffusionPipeline,
+    UNet2DConditionModel,
+)
+from diffusers.image_processor import PipelineImageInput, VaeImageProcessor
+from diffusers.pipelines.pipeline_utils import StableDiffusionMixin
+from diffusers.pipelines.stable_diffusion.pipeline_output import StableDiffusionPipelineOutput
+from diffusers.utils import BaseOutput
+from transformers import BlipForConditionalGeneration, BlipProcessor, CLIPTextModel, CLIPTokenizer
+
+from zerocon.edit.attention import AttentionBook, installed_processors
+from zerocon.edit.guidance import PatchNCEGuidance, patch_nce_guidance_loss
+from zerocon.edit.inversion import regularize_noise
+from zerocon.errors import ZeroconError
+
+METHODS = ("word_swap", "pix2pix_zero", "zerocon")
+"""Edit methods: embeddings only; + cross-attention guidance; + PatchNCE guidance (default)."""
+
+
+@dataclass
+class ZeroConInversionOutput(BaseOutput):
+    """Result of :meth:`ZeroConPipeline.invert` (same fields as diffusers' ``Pix2PixInversionPipelineOutput``).
+
+    Attributes:
+        latents: the inverted noise x_T, (B, 4, h, w).
+        images: the decoded inverted latents (as diffusers does), or the latents for ``output_type="latent"``.
+    """
+
+    latents: torch.Tensor
+    images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
+
+
+@dataclass
+class ZeroConPipelineOutput(StableDiffusionPipelineOutput):
+    """``StableDiffusionPipelineOutput`` (``images``, ``nsfw_content_detected``) plus the reference pass.
+
+    Attributes:
+        reconstruction: the reference pass's result (the input rebuilt from its inversion), in the same
+            ``output_type`` as ``images``; ``None`` when not requested.
+        latents: the final latents of the edit.
+        reference_latents: the final latents of the reference pass.
+    """
+
+    reconstruction: list[PIL.Image.Image] | np.ndarray | torch.Tensor | None = None
+    latents: torch.Tensor | None = None
+    reference_latents: torch.Tensor | None = None
+
+
+def _check_finite(latents: torch.Tensor, stage: str, index: int, timestep: Any) -> None:
+    if not torch.isfinite(latents).all():
+        raise ZeroconError(
+            f"the latent became NaN/Inf at {stage} step {index} (t={int(timestep)}); lower "
+            "cross_attention_guidance_amount / the PatchNCE weight (v-prediction models need ~0.01) or use float32"
+        )
+
+
+class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
+    """Zero-shot image editing with pix2pix-zero / pix2pix-zeroCon on a Stable Diffusion 1.x/2.x checkpoint.
+
+    Components are those of ``StableDiffusionPipeline`` plus the optional ``inverse_scheduler``
+    (a ``DDIMInverseScheduler``, derived from ``scheduler``'s config when absent), ``caption_generator``
+    (``BlipForConditionalGeneration``) and ``caption_processor`` (``BlipProcessor``) — the names diffusers'
+    ``StableDiffusionPix2PixZeroPipeline`` uses.
+    """
+
+    model_cpu_offload_seq = "text_encoder->unet->vae"
+    _optional_components = ["inverse_scheduler", "caption_generator", "caption_processor"]
+
+    def __init__(
+        self,
+        vae: AutoencoderKL,
+        text_encoder: CLIPTextModel,
+        tokenizer: CLIPTokenizer,
+        unet: UNet2DConditionModel,
+        scheduler: Any,
+        inverse_scheduler: DDIMInverseScheduler | None = None,
+        caption_generator: BlipForConditionalGeneration | None = None,
+        caption_processor: BlipProcessor | None = None,
+    ) -> None:
+        super().__init__()
+        if inverse_scheduler is None and scheduler is not None:
+            inverse_scheduler = DDIMInverseScheduler.from_config(scheduler.config)
+        for module in (vae, text_encoder, unet, caption_generator):
+            if isinstance(module, torch.nn.Module):
+                module.requires_grad_(False)
+        self.register_modules(
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            unet=unet,
+            scheduler=scheduler,
+            inverse_scheduler=inverse_scheduler,
+            caption_generator=caption_generator,
+            caption_processor=caption_processor,
+        )
+        self.vae_scale_factor = (
+            2 ** (len(self.vae.config.block_out_channels) - 1) if getattr(self, "vae", None) else 8
+        )
+        self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: Any, **kwargs: Any) -> ZeroConPipeline:
+        """``DiffusionPipeline.from_pretrained`` for a hub id, a local folder or ``"shapes"`` (the bundled
+        ShapesWorld model). A model that cannot be found raises :class:`ZeroconError` at once (never random
+        weights)."""
+        from zerocon.models import missing_weights_error, resolve_model
+
+        name = str(pretrained_model_name_or_path)
+        location = resolve_model(name)
+        try:
+            return super().from_pretrained(location, **kwargs)
+        except ZeroconError:
+            raise
+        except (OSError, ValueError, FileNotFoundError) as exc:
+            raise missing_weights_error(name, exc) from exc
+        except Exception as exc:  # huggingface_hub errors (offline, not found, gated) have no common base
+            if type(exc).__module__.startswith(("huggingface_hub", "requests", "urllib3", "httpx")):
+                raise missing_weights_error(name, exc) from exc
+            raise
+
+    # ------------------------------------------------------------------ helpers shared with diffusers
+    def encode_prompt(self, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """diffusers' ``StableDiffusionPipeline.encode_prompt`` (same embeddings as the peer)."""
+        return StableDiffusionPipeline.encode_prompt(self, *args, **kwargs)
+
+    def prepare_latents(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return StableDiffusionPipeline.prepare_latents(self, *args, **kwargs)
+
+    def prepare_extra_step_kwargs(self, generator: Any, eta: float) -> dict[str, Any]:
+        return StableDiffusionPipeline.prepare_extra_step_kwargs(self, generator, eta)
+
+    @property
+    def model_size(self) -> int:
+        """Side in pixels of the square images the UNet was trained on (``sample_size * vae scale``)."""
+        return int(self.unet.config.sample_size) * self.vae_scale_factor
+
+    def get_epsilon(self, model_output: torch.Tensor, sample: torch.Tensor, timestep: Any) -> torch.Tensor:
+        """The noise implied by the UNet output for the inverse scheduler's prediction type."""
+        prediction_type = self.inverse_scheduler.config.prediction_type
+        alpha_prod = self.inverse_scheduler.alphas_cumprod[timestep]
+        beta_prod = 1 - alpha_prod
+        if prediction_type == "epsilon":
+            return model_output
+        if prediction_type == "sample":
+            return (sample - alpha_prod**0.5 * model_output) / beta_prod**0.5
+        if prediction_type == "v_prediction":
+            return alpha_prod**0.5 * model_output + beta_prod**0.5 * sample
+        raise ValueError(f"prediction_type {prediction_type!r} must be epsilon, sample or v_prediction")
+
+    @torch.no_grad()
+    def generate_caption(
+        self, images: Any, prefix: str = "a photography of", max_new_tokens: int = 128
+    ) -> str:
+        """BLIP caption of ``images`` (diffusers' recipe: text prefix ``"a photography of"``)."""
+        from zerocon.edit.captioning import blip_caption
+
+        if self.caption_generator is None or self.caption_processor is None:
+            raise ZeroconError("this pipeline has no captioner (caption_generator / caption_processor)")
+        return blip_caption(
+            self.caption_generator,
+            self.caption_processor,
+            images,
+            device=self._execution_device,
+            prefix=prefix,
+            max_new_tokens=max_new_tokens,
+        )
+
+    def construct_direction(self, embs_source: torch.Tensor, embs_target: torch.Tensor) -> torch.Tensor:
+        """Edit direction: mean target embedding minus mean source embedding, (1, tokens, dim)."""
+        return (embs_target.mean(0) - embs_source.mean(0)).unsqueeze(0)
+
+    @torch.no_grad()
+    def get_embeds(self, prompt: list[str], batch_size: int = 16) -> torch.Tensor:
+        """Mean text-encoder hidden states of ``prompt`` sentences, (1, tokens, dim) (pix2pix-zero's banks)."""
+        from zerocon.edit.directions import embed_sentences
+
+        return embed_sentences(self.tokenizer, self.text_encoder, prompt, batch_size=batch_size)
+
+    def prepare_image_latents(
+        self,
+        image: torch.Tensor,
+        batch_size: int,
+        dtype: torch.dtype,
+        device: torch.device,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+    ) -> torch.Tensor:
+        """VAE latents of a preprocessed image batch (a 4-channel ``image`` is taken as latents already)."""
+        image = image.to(device=device, dtype=dtype)
+        if image.shape[1] == 4:
+            latents = image
+        else:
+            if isinstance(generator, list):
+                if len(generator) != batch_size:
+                    raise ValueError(f"{len(generator)} generators for a batch of {batch_size}")
+                latents = torch.cat(
+                    [
+                        self.vae.encode(image[i : i + 1]).latent_dist.sample(generator[i])
+                        for i in range(batch_size)
+                    ]
+                )
+            else:
+                latents = self.vae.encode(image).latent_dist.sample(generator)
+            latents = self.vae.config.scaling_factor * latents
+        if latents.shape[0] != batch_size:
+            if batch_size % latents.shape[0]:
+                raise ValueError(f"cannot repeat {latents.shape[0]} images to {batch_size} prompts")
+            latents = latents.repeat(batch_size // latents.shape[0], 1, 1, 1)
+        return latents
+
+    def _decode(self, latents: torch.Tensor, output_type: str) -> Any:
+        if output_type == "latent":
+            return latents
+        image = self.vae.decode(latents / self.vae.config.scaling_factor, return_dict=False)[0]
+        return self.image_processor.postprocess(image, output_type=output_type)
+
+    # ------------------------------------------------------------------ inversion
+    @torch.no_grad()
+    def invert(
+        self,
+        prompt: str | list[str] | None = None,
+        image: PipelineImageInput = None,
+        num_inference_steps: int = 50,
+        guidance_scale: float = 1,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        prompt_embeds: torch.Tensor | None = None,
+        cross_attention_guidance_amount: float = 0.1,
+        output_type: str | None = "pil",
+        return_dict: bool = True,
+        callback: Callable[[int, int, torch.Tensor], None] | None = None,
+        callback_steps: int | None = 1,
+        cross_attention_kwargs: dict[str, Any] | None = None,
+        lambda_auto_corr: float = 20.0,
+        lambda_kl: float = 20.0,
+        num_reg_steps: int = 5,
+        num_auto_corr_rolls: int = 5,
+        allow_zero_roll: bool = False,
+    ) -> ZeroConInversionOutput | tuple[torch.Tensor, Any]:
+        """Regularised DDIM inversion of ``image`` under ``prompt`` (pix2pix-zero).
+
+        Arguments are those of diffusers' ``StableDiffusionPix2PixZeroPipeline.invert`` with the same meaning
+        and defaults (``cross_attention_guidance_amount`` is accepted and unused there too). ``latents``, when
+        given without ``image``, are the clean image latents to invert. ``allow_zero_roll`` reproduces
+        diffusers' auto-correlation offsets in ``[0, H/2)`` (the parity test uses it); by default the offset is
+        never 0, as in the fixed official code. ``output_type="latent"`` skips decoding.
+        """
+        # 1. Check inputs and define call parameters
+        if prompt is None and prompt_embeds is None:
+            raise ValueError("invert needs `prompt` or `prompt_embeds`")
+        if image is None and latents is None:
+            raise ValueError("invert needs `image` (or clean image `latents`)")
+        if isinstance(prompt, str):
+            batch_size = 1
+        elif isinstance(prompt, list):
+            batch_size = len(prompt)
+        else:
+            batch_size = prompt_embeds.shape[0]
+        device = self._execution_device
+        do_cfg = guidance_scale > 1.0
+        unet_kwargs = dict(cross_attention_kwargs or {})
+
+        # 2. Encode the image
+        if image is not None:
+            pixels = self.image_processor.preprocess(image)
+            latents = self.prepare_image_latents(pixels, batch_size, self.vae.dtype, device, generator)
+        else:
+            latents = self.prepare_image_latents(latents, batch_size, self.vae.dtype, device, generator)
+
+        # 3. Encode the prompt
+        prompt_embeds, negative_embeds = self.encode_prompt(
+            prompt, device, 1, do_cfg, prompt_embeds=prompt_embeds
+        )
+        if do_cfg:
+            prompt_embeds = torch.cat([negative_embeds, prompt_embeds])
+
+        # 4. Timesteps of the inverse scheduler
+        self.inverse_scheduler.set_timesteps(num_inference_steps, device=device)
+        timesteps = self.inverse_scheduler.timesteps
+        reg_generator = generator[0] if isinstance(generator, list) else generator
+
+        # 5. Inversion loop with noise regularisation
+        num_warmup_steps = len(timesteps) - num_inference_steps * self.inverse_scheduler.order
+        with self.progress_bar(total=num_inference_steps) as progress_bar:
+            for i, t in enumerate(timesteps):
+                model_input = torch.cat([latents] * 2) if do_cfg else latents
+                model_input = self.inverse_scheduler.scale_model_input(model_input, t)
+                noise_pred = self.unet(
+                    model_input, t, encoder_hidden_states=prompt_embeds, cross_attention_kwargs=unet_kwargs
+                ).sample
+                if do_cfg:
+                    noise_uncond, noise_text = noise_pred.chunk(2)
+                    noise_pred = noise_uncond + guidance_scale * (noise_text - noise_uncond)
+                sample = model_input.chunk(2)[0] if do_cfg else model_input
+                if num_reg_steps > 0:
+                    noise_pred = regularize_noise(
+                        noise_pred,
+                        lambda out, sample=sample, t=t: self.get_epsilon(out, sample, t),
+                        generator=reg_generator,
+                        lambda_auto_corr=lambda_auto_corr,
+                        lambda_kl=lambda_kl,
+                        num_reg_steps=num_reg_steps,
+                        num_auto_corr_rolls=num_auto_corr_rolls,
+                        allow_zero_roll=allow_zero_roll,
+                    )
+                latents = self.inverse_scheduler.step(noise_pred, t, latents).prev_sample
+                _check_finite(latents, "inversion", i, t)
+                if i == len(timesteps) - 1 or (
+                    (i + 1) > num_warmup_steps and (i + 1) % self.inverse_scheduler.order == 0
+                ):
+                    progress_bar.update()
+                    if callback is not None and i % callback_steps == 0:
+                        callback(i // getattr(self.scheduler, "order", 1), t, latents)
+
+        inverted = latents.detach().clone()
+        images = self._decode(latents, output_type)
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return inverted, images
+        return ZeroConInversionOutput(latents=inverted, images=images)
+
+    # ------------------------------------------------------------------ editing
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: str | list[str] | None = None,
+        source_embeds: torch.Tensor = None,
+        target_embeds: torch.Tensor = None,
+        height: int | None = None,
+        width: int | None = None,
+        num_inference_steps: int = 50,
+        guidance_scale: float = 7.5,
+        negative_prompt: str | list[str] | None = None,
+        num_images_per_prompt: int | None = 1,
+        eta: float = 0.0,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        cross_attention_guidance_amount: float = 0.1,
+        output_type: str | None = "pil",
+        return_dict: bool = True,
+        callback: Callable[[int, int, torch.Tensor], None] | None = None,
+        callback_steps: int | None = 1,
+        cross_attention_kwargs: dict[str, Any] | None = None,
+        clip_skip: int | None = None,
+        method: str = "zerocon",
+        patch_nce: PatchNCEGuidance | None = None,
+        return_reconstruction: bool = False,
+    ) -> ZeroConPipelineOutput | tuple[Any, None]:
+        """Edit (or generate) along ``target_embeds - source_embeds`` starting from ``latents``.
+
+        Arguments are those of diffusers' ``StableDiffusionPix2PixZeroPipeline.__call__`` with the same
+        meaning and defaults, plus:
+
+        Args:
+            method: ``"word_swap"`` (edited embeddings, no guidance), ``"pix2pix_zero"`` (+ cross-attention
+                guidance with step ``cross_attention_guidance_amount``) or ``"zerocon"`` (+ PatchNCE guidance).
+            patch_nce: PatchNCE settings for ``"zerocon"`` (defaults: :class:`PatchNCEGuidance`).
+            return_reconstruction: also decode the reference pass (the reconstruction of the input).
+
+        The reference pass (embeddings without the direction) and the edit pass run in lock-step for
+        deterministic schedulers; for schedulers that draw noise (e.g. DDIM with ``eta > 0``) the reference
+        pass runs first, as in diffusers, so the generator is consumed in the same order.
+        """
+        # 0. Spatial size
+        height = height or self.unet.config.sample_size * self.vae_scale_factor
+        width = width or self.unet.config.sample_size * self.vae_scale_factor
+
+        # 1. Check inputs
+        if method not in METHODS:
+            raise ZeroconError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        if not isinstance(callback_steps, int) or callback_steps <= 0:
+            raise ValueError(f"`callback_steps` must be a positive integer, got {callback_steps!r}")
+        if source_embeds is None or target_embeds is None:
+            raise ValueError("`source_embeds` and `target_embeds` are both required")
+        if (prompt is None) == (prompt_embeds is None):
+            raise ValueError("give exactly one of `prompt` and `prompt_embeds`")
+        if prompt is not None and not isinstance(prompt, (str, list)):
+            raise ValueError(f"`prompt` must be a str or a list, got {type(prompt)}")
+        if patch_nce is None:
+            patch_nce = PatchNCEGuidance()
+
+        # 2. Call parameters
+        if isinstance(prompt, str):
+            batch_size = 1
+        elif isinstance(prompt, list):
+            batch_size = len(prompt)
+        else:
+            batch_size = prompt_embeds.shape[0]
+        device = self._execution_device
+        do_cfg = guidance_scale > 1.0
+        user_kwargs = dict(cross_attention_kwargs or {})
+
+        # 3. Encode the prompt; the edited embeddings add the direction to the conditional half only
+        prompt_embeds, negative_prompt_embeds = self.encode_prompt(
+            prompt,
+            device,
+            num_images_per_prompt,
+            do_cfg,
+            negative_prompt,
+            prompt_embeds=prompt_embeds,
+            negative_prompt_embeds=negative_prompt_embeds,
+            clip_skip=clip_skip,
+        )
+        num_cond = prompt_embeds.shape[0]
+        if do_cfg:
+            prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds])
+        direction = self.construct_direction(source_embeds, target_embeds).to(prompt_embeds)
+        prompt_embeds_edit = prompt_embeds.clone()
+        prompt_embeds_edit[prompt_embeds.shape[0] - num_cond :] += direction
+
+        # 4. Timesteps, one scheduler per trajectory (schedulers may keep per-trajectory state)
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        timesteps = self.scheduler.timesteps
+        reference_scheduler = self.scheduler
+        edit_scheduler = copy.deepcopy(self.scheduler)
+
+        # 5. Starting latents (the inversion, or noise from `generator`)
+        latents = self.prepare_latents(
+            batch_size * num_images_per_prompt,
+            self.unet.config.in_channels,
+            height,
+            width,
+            prompt_embeds.dtype,
+            device,
+            generator,
+            latents,
+        )
+        latent_hw = (latents.shape[-2], latents.shape[-1])
+        extra_step_kwargs = self.prepare_extra_step_kwargs(generator, eta)
+
+        # 6. What the guided step needs
+        use_xa = method in ("pix2pix_zero", "zerocon")
+        use_nce = method == "zerocon" and patch_nce.weight > 0
+        need_reference = use_xa or use_nce or return_reconstruction
+        book = AttentionBook(want_maps=use_xa, want_features=use_nce)
+        nce_generator = None
+        if use_nce:
+            seed = patch_nce.seed
+            if seed is None:
+                draw_from = generator[0] if isinstance(generator, list) else generator
+                seed = int(torch.randint(0, 2**62, (1,), generator=draw_from).item())
+            nce_generator = torch.Generator(device="cpu").manual_seed(seed)
+        lockstep = not self._scheduler_draws_noise(eta)
+
+        def unet(x: torch.Tensor, t: Any, embeds: torch.Tensor, mode: str) -> torch.Tensor:
+            book.start(mode)
+            return self.unet(
+                x, t, encoder_hidden_states=embeds, cross_attention_kwargs={**user_kwargs, "book": book}
+            ).sample
+
+        def cfg(noise: torch.Tensor) -> torch.Tensor:
+            if not do_cfg:
+                return noise
+            noise_uncond, noise_text = noise.chunk(2)
+            return noise_uncond + guidance_scale * (noise_text - noise_uncond)
+
+        def expand(x: torch.Tensor, scheduler: Any, t: Any) -> torch.Tensor:
+            return scheduler.scale_model_input(torch.cat([x] * 2) if do_cfg else x, t)
+
+        def reference_step(i: int, t: Any, x: torch.Tensor) -> torch.Tensor:
+            noise = unet(expand(x, reference_scheduler, t), t, prompt_embeds, "record")
+            x = reference_scheduler.step(cfg(noise), t, x, **extra_step_kwargs).prev_sample
+            _check_finite(x, "reference", i, t)
+            return x
+
+        def edit_step(i: int, t: Any, x: torch.Tensor) -> torch.Tensor:
+            x_in = expand(x, edit_scheduler, t).detach()
+            nce_on = use_nce and patch_nce.active(t)
+            xa_amount = cross_attention_guidance_amount if use_xa else 0.0
+            if (use_xa and xa_amount != 0) or nce_on:
+                x_var = x_in.clone().requires_grad_(True)
+                with torch.enable_grad():
+                    unet(x_var, t, prompt_embeds_edit.detach(), "compare")
+                    loss = book.xa_loss if use_xa else x_var.new_zeros(())
+                    if nce_on:
+                        nce = patch_nce_guidance_loss(
+                            book.features, book.reference_features, latent_hw, patch_nce, nce_generator
+                        )
+                        loss = loss + patch_nce.weight * nce
+                    if torch.is_tensor(loss) and loss.requires_grad:
+                        (grad,) = torch.autograd.grad(loss, x_var)
+                        x_in = x_in.add(grad, alpha=-xa_amount if use_xa else -1.0)
+                book.features = {}
+            noise = unet(x_in, t, prompt_embeds_edit, "off")
+            x = x_in.chunk(2)[0] if do_cfg else x_in
+            x = edit_scheduler.step(cfg(noise), t, x, **extra_step_kwargs).prev_sample
+            _check_finite(x, "edit", i, t)
+            return x
+
+        # 7. Reference pass and guided edit pass
+        reference = latents.clone()
+        edited = latents.clone()
+        archive: dict[int, tuple[dict, dict]] = {}
+        num_warmup_steps = len(timesteps) - num_inference_steps * self.scheduler.order
+        with installed_processors(self.unet), self.progress_bar(total=num_inference_steps) as progress_bar:
+            if need_reference and not lockstep:
+                # a scheduler that draws noise: the whole reference pass first (diffusers' order of draws)
+                for i, t in enumerate(timesteps):
+                    reference = reference_step(i, t, reference)
+                    archive[i] = (dict(book.reference_maps), dict(book.reference_features))
+            for i, t in enumerate(timesteps):
+                if need_reference and lockstep:
+                    reference = reference_step(i, t, reference)
+                elif i in archive:
+                    maps, features = archive.pop(i)
+                    book.reference_maps, book.reference_features = maps, features
+                edited = edit_step(i, t, edited)
+                if i == len(timesteps) - 1 or (
+                    (i + 1) > num_warmup_steps and (i + 1) % self.scheduler.order == 0
+                ):
+                    progress_bar.update()
+                    if callback is not None and i % callback_steps == 0:
+                        callback(i // getattr(self.scheduler, "order", 1), t, edited)
+        book.reference_maps.clear()
+        book.reference_features.clear()
+
+        # 8. Decode
+        images = self._decode(edited, output_type)
+        reconstruction = self._decode(reference, output_type) if return_reconstruction else None
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return images, None
+        return ZeroConPipelineOutput(
+            images=images,
+            nsfw_content_detected=None,
+            reconstruction=reconstruction,
+            latents=edited,
+            reference_latents=reference if need_reference else None,
+        )
+
+    def _scheduler_draws_noise(self, eta: float) -> bool:
+        """Whether ``scheduler.step`` consumes the generator (then the two passes cannot be interleaved
+        without changing which random numbers each pass receives)."""
+        params = set(inspect.signature(self.scheduler.step).parameters)
+        if "generator" not in params:
+            return False
+        name = type(self.scheduler).__name__
+        if name == "DDIMScheduler":
+            return eta > 0
+        return name not in ("PNDMScheduler", "LMSDiscreteScheduler", "EulerDiscreteScheduler")

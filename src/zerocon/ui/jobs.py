@@ -1,0 +1,378 @@
+"""What the web app does behind its widgets: limits, its own folders, lazy model loading, and the jobs.
+
+Nothing here imports Gradio, so it is tested directly. The app has exactly two folders of its own: ``workdir``
+(everything it writes: one sub-folder per job, the example scenes) and ``runs`` (where it looks for CUT /
+LANIT checkpoints). A user never names a path: uploads arrive through the browser, checkpoints are picked by
+their name inside ``runs`` and every name is resolved and checked to stay inside its folder, so no request can
+make the app read or write anywhere else.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import inspect
+import json
+import os
+import secrets
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from zerocon.errors import ZeroconError
+from zerocon.images import load_image, side_by_side
+from zerocon.io import save_image_atomic, write_json
+
+METHODS = ("zerocon", "pix2pix_zero", "word_swap")
+"""The editing methods offered in the Edit tab (the editor's ``method`` argument)."""
+
+
+@dataclass
+class UIConfig:
+    """Settings of the web app (``zerocon ui``); every limit applies to every request."""
+
+    model: str = "shapes"
+    """Diffusion model for the Edit tab: ``shapes`` (bundled), a local folder, or a hub id in the cache."""
+    host: str = "127.0.0.1"
+    """Address to listen on; the default serves this machine only."""
+    port: int = 7860
+    """Port to listen on."""
+    workdir: Path = field(default_factory=lambda: Path("zerocon-ui"))
+    """The app's own folder: every output is written under ``workdir/jobs``; examples under ``workdir/examples``."""
+    runs: Path = field(default_factory=lambda: Path("runs"))
+    """The folder whose CUT / LANIT runs (``RUN/checkpoint``) the Translate tab offers."""
+    max_upload_mb: float = 20.0
+    """Largest accepted upload, in megabytes (enforced by Gradio on upload and again here)."""
+    max_pixels: int = 16_000_000
+    """Largest accepted image, in pixels (checked from the header, before decoding)."""
+    max_steps: int = 100
+    """Upper bound of the diffusion-steps slider."""
+    max_translate_files: int = 16
+    """Most images translated in one request."""
+    max_queue: int = 16
+    """Most requests waiting in the queue; later ones are refused with a message."""
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+
+# -- the app's folders ---------------------------------------------------------------------------------------
+def inside(base: Path, name: str | os.PathLike) -> Path:
+    """``base / name`` resolved, or ``ZeroconError`` if it leaves ``base`` (``..``, absolute paths, links)."""
+    base = Path(base).resolve()
+    candidate = (base / name).resolve()
+    if candidate != base and base not in candidate.parents:
+        raise ZeroconError(f"'{name}' is outside the app's folder {base}")
+    return candidate
+
+
+def new_job_dir(workdir: Path, kind: str) -> Path:
+    """A fresh folder ``workdir/jobs/<kind>-<time>-<random>`` for one request's outputs."""
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    folder = Path(workdir).resolve() / "jobs" / f"{kind}-{stamp}-{secrets.token_hex(3)}"
+    folder.mkdir(parents=True, exist_ok=False)
+    return folder
+
+
+def check_upload(path: str | os.PathLike | None, config: UIConfig, what: str = "image") -> Image.Image:
+    """Load an uploaded file as RGB with the app's limits; every problem is a one-line ``ZeroconError``.
+
+    The message names the file by its base name only (the server's temporary folder means nothing to a user).
+    """
+    if path is None or str(path) == "":
+        raise ZeroconError(f"no {what} uploaded: choose a file or an example first")
+    path = Path(path)
+    name = path.name
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ZeroconError(f"{name}: the upload is gone; please upload it again") from exc
+    if size > config.max_upload_bytes:
+        raise ZeroconError(
+            f"{name}: file is too large ({size / 2**20:.1f} MB; the limit is {config.max_upload_mb:g} MB)"
+        )
+    try:
+        return load_image(path, max_pixels=config.max_pixels)
+    except ZeroconError as exc:
+        raise ZeroconError(str(exc).replace(str(path), name)) from None
+
+
+def write_examples(workdir: Path, count: int = 4) -> list[Path]:
+    """Render a few ShapesWorld scenes into ``workdir/examples`` (deterministic; kept if already there)."""
+    from zerocon.shapes import render_seed
+
+    folder = Path(workdir).resolve() / "examples"
+    paths = []
+    for seed in range(count):
+        path = folder / f"scene_{seed}.png"
+        if not path.is_file():
+            save_image_atomic(render_seed(seed).pil(), path)
+        paths.append(path)
+    return paths
+
+
+# -- lazy, cached models ----------------------------------------------------------------------------------
+class ModelCache:
+    """Loads each model once, on first use, and keeps it; a per-key lock stops two threads loading twice."""
+
+    def __init__(self) -> None:
+        self._models: dict[str, Any] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+        self.loads = 0
+        """How many times a loader ran (a test checks the cache really caches)."""
+
+    def get(self, key: str, loader: Callable[[], Any]) -> Any:
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._models:
+                self._models[key] = loader()
+                self.loads += 1
+            return self._models[key]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._models
+
+
+# -- editing ---------------------------------------------------------------------------------------------
+@dataclass
+class EditSettings:
+    """One request of the Edit tab (the editor's arguments, as the user set them)."""
+
+    target: str
+    source: str | None = None
+    method: str = "zerocon"
+    steps: int = 20
+    seed: int = 0
+    guidance_scale: float = 5.0
+    cross_attention_guidance_amount: float = 0.1
+    contrastive_weight: float = 1.0
+
+    def check(self, config: UIConfig) -> None:
+        if not self.target or not self.target.strip():
+            raise ZeroconError(
+                "the target is empty: type a word swap like 'circle->square' or a full sentence"
+            )
+        if self.method not in METHODS:
+            raise ZeroconError(f"unknown method '{self.method}'; choose one of {', '.join(METHODS)}")
+        if not 1 <= int(self.steps) <= config.max_steps:
+            raise ZeroconError(f"steps must be between 1 and {config.max_steps}, got {self.steps}")
+        for name in ("guidance_scale", "cross_attention_guidance_amount", "contrastive_weight"):
+            value = float(getattr(self, name))
+            if not (0.0 <= value < 1e4):
+                raise ZeroconError(f"{name} must be a number between 0 and 10000, got {value}")
+
+
+@dataclass
+class EditOutcome:
+    """What one edit produced: images, texts and the files written for download."""
+
+    edit: Image.Image
+    reconstruction: Image.Image
+    caption: str
+    direction: str
+    record: dict[str, Any]
+    files: dict[str, Path]
+
+
+def load_editor(model: str) -> Any:
+    """The project's ZeroConPipeline for ``model`` (bundled name, local folder or cached hub id)."""
+    from zerocon.edit import ZeroConPipeline
+    from zerocon.models import resolve_model
+
+    return ZeroConPipeline.from_pretrained(resolve_model(model))
+
+
+def caption_of(editor: Any, image: Image.Image) -> str:
+    """The editor's automatic caption of ``image``, or ``""`` when the model has no captioner."""
+    for name in ("caption", "generate_caption"):
+        method = getattr(editor, name, None)
+        if callable(method):
+            try:
+                return str(method(image)).strip()
+            except ZeroconError:
+                return ""
+    return ""
+
+
+def run_edit(
+    editor: Any, image: Image.Image, settings: EditSettings, job_dir: Path, model: str
+) -> EditOutcome:
+    """Run ``editor.edit`` on ``image`` and write edit / reconstruction / comparison / record into ``job_dir``."""
+    import time
+
+    started = time.perf_counter()
+    kwargs: dict[str, Any] = {
+        "target": settings.target.strip(),
+        "source": (settings.source or "").strip() or None,
+        "method": settings.method,
+        "num_inference_steps": int(settings.steps),
+        "seed": int(settings.seed),
+        "guidance_scale": float(settings.guidance_scale),
+        "cross_attention_guidance_amount": float(settings.cross_attention_guidance_amount),
+        "contrastive_weight": float(settings.contrastive_weight),
+    }
+    result = editor.edit(image, **_accepted(editor.edit, kwargs))
+    edit_image, reconstruction = _field(result, "edit", "image"), _field(result, "reconstruction")
+    caption = str(_field(result, "caption", default=settings.source or ""))
+    direction = _field(result, "direction", default="")
+    direction = direction if isinstance(direction, str) else _describe(direction)
+    files = {
+        "input": job_dir / "input.png",
+        "edit": job_dir / "edit.png",
+        "reconstruction": job_dir / "reconstruction.png",
+        "comparison": job_dir / "comparison.png",
+        "record": job_dir / "record.json",
+    }
+    save_image_atomic(image, files["input"])
+    save_image_atomic(edit_image, files["edit"])
+    save_image_atomic(reconstruction, files["reconstruction"])
+    save_image_atomic(
+        side_by_side([image, reconstruction, edit_image], ["input", "reconstruction", "edit"]),
+        files["comparison"],
+    )
+    record = {
+        "model": model,
+        "settings": asdict(settings),
+        "caption": caption,
+        "direction": direction,
+        "input_size": list(image.size),
+        "seconds": round(time.perf_counter() - started, 3),
+        "files": {k: v.name for k, v in files.items()},
+    }
+    extra = _field(result, "record", default=None)
+    if isinstance(extra, dict):
+        record["editor"] = json.loads(json.dumps(extra, default=str))
+    write_json(files["record"], record)
+    return EditOutcome(edit_image, reconstruction, caption, direction, record, files)
+
+
+def _accepted(fn: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The subset of ``kwargs`` that ``fn`` takes (all of them if it takes ``**kwargs``)."""
+    params = inspect.signature(fn).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return kwargs
+    return {k: v for k, v in kwargs.items() if k in params}
+
+
+_MISSING = object()
+
+
+def _field(result: Any, *names: str, default: Any = _MISSING) -> Any:
+    for name in names:
+        if isinstance(result, dict) and name in result:
+            return result[name]
+        if hasattr(result, name):
+            return getattr(result, name)
+    if default is _MISSING:
+        raise ZeroconError(f"the editor returned no '{names[0]}'")
+    return default
+
+
+def _describe(direction: Any) -> str:
+    for name in ("description", "name", "text"):
+        if isinstance(getattr(direction, name, None), str):
+            return getattr(direction, name)
+    return type(direction).__name__
+
+
+# -- translation runs -------------------------------------------------------------------------------------
+@dataclass
+class RunInfo:
+    """A CUT or LANIT run found under the app's ``runs`` folder."""
+
+    name: str
+    """Path relative to ``runs`` (what the user picks)."""
+    kind: str
+    """``cut`` or ``lanit``."""
+    detail: str
+    """Preset or domain words, shown next to the name."""
+    domains: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.kind}{', ' + self.detail if self.detail else ''})"
+
+
+def list_runs(runs: Path, max_depth: int = 3) -> list[RunInfo]:
+    """Every folder under ``runs`` holding a finished ``checkpoint/`` of CUT or LANIT, sorted by name."""
+    runs = Path(runs)
+    if not runs.is_dir():
+        return []
+    found = []
+    base = runs.resolve()
+    for manifest in sorted(runs.rglob("checkpoint/manifest.json")):
+        run_dir = manifest.parent.parent
+        rel = run_dir.resolve().relative_to(base) if base in run_dir.resolve().parents else None
+        if rel is None or len(rel.parts) > max_depth:
+            continue
+        info = _run_info(run_dir, str(rel))
+        if info is not None:
+            found.append(info)
+    return found
+
+
+def _run_info(run_dir: Path, name: str) -> RunInfo | None:
+    try:
+        config = json.loads((run_dir / "checkpoint" / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    method = config.get("method", {}) if isinstance(config, dict) else {}
+    kind = str(method.get("method", "")).lower() if isinstance(method, dict) else ""
+    if kind in ("cut", "fastcut", "sincut"):
+        return RunInfo(name, "cut", str(method.get("preset", kind)))
+    if kind == "lanit":
+        domains = method.get("domains") or []
+        domains = [str(d) for d in domains] if isinstance(domains, list) else []
+        return RunInfo(name, "lanit", ", ".join(domains), domains)
+    return None
+
+
+def resolve_run(runs: Path, name: str) -> RunInfo:
+    """The run ``name`` picked in the page: it must be one :func:`list_runs` offers (so inside ``runs``)."""
+    if not name:
+        raise ZeroconError(
+            "no checkpoint chosen: train one with 'zerocon cut train' or 'zerocon lanit train'"
+        )
+    inside(runs, name)
+    for info in list_runs(runs):
+        if info.name == name:
+            return info
+    raise ZeroconError(f"'{name}' is not a CUT or LANIT run in {Path(runs).resolve()}")
+
+
+def translate_images(
+    translator: Any,
+    info: RunInfo,
+    images: Sequence[Image.Image],
+    names: Sequence[str],
+    job_dir: Path,
+    to_words: Sequence[str] = (),
+    reference: Image.Image | None = None,
+    seed: int = 0,
+) -> list[Path]:
+    """Translate ``images`` with a loaded CUT / LANIT model and write one PNG per input into ``job_dir``."""
+    if info.kind == "cut":
+        outputs = translator.translate(list(images))
+    else:
+        if reference is None and not to_words:
+            raise ZeroconError("LANIT needs target words (e.g. 'red,square') or a reference image")
+        unknown = [w for w in to_words if info.domains and w not in info.domains]
+        if unknown:
+            raise ZeroconError(
+                f"unknown domain word(s) {', '.join(unknown)}; this run knows {', '.join(info.domains)}"
+            )
+        kwargs = {"reference": reference} if reference is not None else {"to": list(to_words)}
+        outputs = translator.translate(list(images), seed=seed, **kwargs)
+    paths = []
+    for index, (name, output) in enumerate(zip(names, outputs)):
+        stem = Path(name).stem or f"image_{index}"
+        path = job_dir / f"{index:03d}_{stem}.png"
+        save_image_atomic(output, path)
+        paths.append(path)
+    return paths

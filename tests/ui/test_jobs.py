@@ -1,0 +1,185 @@
+"""The web app's logic without a browser: limits, its own folders, the model cache, runs and edit records."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from zerocon.errors import ZeroconError
+from zerocon.io import save_checkpoint
+from zerocon.ui.jobs import (
+    EditSettings,
+    ModelCache,
+    UIConfig,
+    caption_of,
+    check_upload,
+    inside,
+    list_runs,
+    new_job_dir,
+    resolve_run,
+    run_edit,
+    write_examples,
+)
+
+
+def _png(path: Path, size=(64, 48), color=(200, 30, 30)) -> Path:
+    Image.new("RGB", size, color).save(path)
+    return path
+
+
+def test_inside_refuses_every_way_out(tmp_path):
+    base = tmp_path / "runs"
+    (base / "a").mkdir(parents=True)
+    (tmp_path / "secret").mkdir()
+    (base / "link").symlink_to(tmp_path / "secret")
+    assert inside(base, "a") == (base / "a").resolve()
+    for name in ("../secret", "/etc", "a/../../secret", "link", str(tmp_path / "secret")):
+        with pytest.raises(ZeroconError, match="outside the app's folder"):
+            inside(base, name)
+
+
+def test_check_upload_limits_and_messages(tmp_path):
+    config = UIConfig(workdir=tmp_path, max_upload_mb=0.01, max_pixels=5000)
+    fake = tmp_path / "holiday.png"
+    fake.write_text("I am text, not a picture")
+    with pytest.raises(ZeroconError, match=r"^holiday.png: not an image file") as info:
+        check_upload(fake, config)
+    assert str(tmp_path) not in str(info.value)  # the server's folders are not shown to the user
+    big = tmp_path / "big.bmp"
+    Image.new("RGB", (100, 100)).save(big)  # 30 kB > 0.01 MB
+    with pytest.raises(ZeroconError, match="file is too large"):
+        check_upload(big, config)
+    wide = _png(tmp_path / "wide.png", size=(200, 40))  # 8000 pixels > 5000
+    with pytest.raises(ZeroconError, match="image is too large"):
+        check_upload(wide, config)
+    with pytest.raises(ZeroconError, match="no photo uploaded"):
+        check_upload(None, config, "photo")
+    gray = tmp_path / "gray.png"
+    Image.new("L", (50, 40), 90).save(gray)
+    image = check_upload(gray, config)
+    assert image.mode == "RGB" and image.size == (50, 40)
+
+
+def test_edit_settings_are_checked():
+    config = UIConfig(max_steps=30)
+    EditSettings(target="circle->square").check(config)
+    for bad, match in [
+        (EditSettings(target="  "), "target is empty"),
+        (EditSettings(target="x", method="magic"), "unknown method 'magic'"),
+        (EditSettings(target="x", steps=31), "steps must be between 1 and 30"),
+        (EditSettings(target="x", guidance_scale=float("nan")), "guidance_scale must be"),
+        (EditSettings(target="x", contrastive_weight=-1), "contrastive_weight must be"),
+    ]:
+        with pytest.raises(ZeroconError, match=match):
+            bad.check(config)
+
+
+def test_model_cache_loads_once_even_when_raced():
+    cache = ModelCache()
+    calls = []
+
+    def loader():
+        calls.append(1)
+        time.sleep(0.05)
+        return object()
+
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(cache.get("m", loader))) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(calls) == 1 and cache.loads == 1 and len({id(r) for r in results}) == 1
+    cache.get("other", loader)
+    assert cache.loads == 2 and "other" in cache
+
+
+class InvertingEditor:
+    """A test double standing in for the diffusion editor: the 'edit' is the photo's negative."""
+
+    def __init__(self):
+        self.calls = []
+
+    def generate_caption(self, image):
+        return "a red circle on a gray background"
+
+    def edit(self, image, target, source=None, method="zerocon", num_inference_steps=50, seed=0):
+        self.calls.append(
+            dict(target=target, source=source, method=method, steps=num_inference_steps, seed=seed)
+        )
+        return {
+            "edit": ImageOps.invert(image),
+            "reconstruction": image,
+            "caption": source or "auto",
+            "direction": f"{source} -> {target}",
+        }
+
+
+def test_run_edit_writes_every_output_and_the_record(tmp_path):
+    editor = InvertingEditor()
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 56, 3), dtype=np.uint8))
+    job = new_job_dir(tmp_path, "edit")
+    assert job.parent == (tmp_path / "jobs").resolve()
+    settings = EditSettings(
+        target="circle->square", source="a red circle", steps=3, seed=7, method="pix2pix_zero"
+    )
+    outcome = run_edit(editor, image, settings, job, model="tiny")
+    # only the arguments the editor accepts were passed, with the user's values
+    assert editor.calls == [
+        dict(target="circle->square", source="a red circle", method="pix2pix_zero", steps=3, seed=7)
+    ]
+    assert sorted(p.name for p in job.iterdir()) == sorted(
+        ["input.png", "edit.png", "reconstruction.png", "comparison.png", "record.json"]
+    )
+    saved = np.asarray(Image.open(job / "edit.png"))
+    assert np.array_equal(saved, 255 - np.asarray(image))
+    record = json.loads((job / "record.json").read_text())
+    assert record["settings"]["seed"] == 7 and record["caption"] == "a red circle"
+    assert record["direction"] == "a red circle -> circle->square" and record["input_size"] == [56, 40]
+    assert outcome.record == record
+    assert caption_of(editor, image) == "a red circle on a gray background"
+    assert caption_of(object(), image) == ""
+
+
+def _fake_run(runs: Path, name: str, method: dict) -> Path:
+    run = runs / name
+    save_checkpoint(run / "checkpoint", {"networks": {}}, {"method": method, "step": 1})
+    return run
+
+
+def test_runs_are_listed_and_only_those_can_be_picked(tmp_path):
+    runs = tmp_path / "runs"
+    _fake_run(runs, "zebra", {"method": "cut", "preset": "fastcut"})
+    _fake_run(runs, "group/colors", {"method": "lanit", "domains": ["red", "blue"]})
+    _fake_run(runs, "toy", {"method": "toy"})
+    (runs / "empty").mkdir()
+    found = list_runs(runs)
+    assert [(r.name, r.kind) for r in found] == [("group/colors", "lanit"), ("zebra", "cut")]
+    assert found[0].domains == ["red", "blue"] and "fastcut" in found[1].label
+    assert resolve_run(runs, "zebra").kind == "cut"
+    outside = _fake_run(tmp_path, "outside", {"method": "cut", "preset": "cut"})
+    for name, match in [
+        ("", "no checkpoint chosen"),
+        ("toy", "not a CUT or LANIT run"),
+        ("empty", "not a CUT or LANIT run"),
+        ("../outside", "outside the app's folder"),
+        (str(outside), "outside the app's folder"),
+    ]:
+        with pytest.raises(ZeroconError, match=match):
+            resolve_run(runs, name)
+    assert list_runs(tmp_path / "missing") == []
+
+
+def test_examples_are_shapes_scenes_written_once(tmp_path):
+    paths = write_examples(tmp_path, count=2)
+    assert [p.name for p in paths] == ["scene_0.png", "scene_1.png"]
+    first = paths[0].stat().st_mtime_ns
+    write_examples(tmp_path, count=2)
+    assert paths[0].stat().st_mtime_ns == first
+    assert Image.open(paths[0]).size[0] >= 32

@@ -4,6 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 VENV=${ZEROCON_VENV:-.venv}
-"$VENV/bin/ruff" check src tests benchmarks
+"$VENV/bin/ruff" check .
 "$VENV/bin/python" -m pytest
 "$VENV/bin/python" -m pytest -m slow

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,14 +91,18 @@ def save_checkpoint(
         (staging / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True, default=str) + "\n")
         hashes["config.json"] = sha256_file(staging / "config.json")
         (staging / MANIFEST).write_text(json.dumps({"sha256": hashes}, indent=2, sort_keys=True) + "\n")
-        old = None
-        if directory.exists():
-            old = directory.with_name(f".{directory.name}.old")
-            if old.exists():
-                _rmtree(old)
-            os.replace(directory, old)
-        os.replace(staging, directory)
-        if old is not None:
+        old = _previous(directory)
+        if directory.is_dir() and _exchange(staging, directory):
+            pass  # one atomic swap: `staging` now holds the previous checkpoint and is removed below
+        else:
+            # Two renames; a crash between them leaves the previous checkpoint at `old`, which
+            # load_checkpoint falls back to.
+            if directory.exists():
+                if old.exists():
+                    _rmtree(old)
+                os.replace(directory, old)
+            os.replace(staging, directory)
+        if old.exists():
             _rmtree(old)
     finally:
         if staging.exists():
@@ -110,6 +115,8 @@ def load_checkpoint(
 ) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
     """Load a folder written by :func:`save_checkpoint`, verifying every file against the manifest."""
     directory = Path(directory)
+    if not directory.is_dir() and (_previous(directory) / MANIFEST).is_file():
+        directory = _previous(directory)  # a save was interrupted between its two renames
     if not directory.is_dir():
         raise ZeroconError(f"checkpoint not found: {directory} is not a folder")
     manifest_file = directory / MANIFEST
@@ -136,6 +143,27 @@ def load_checkpoint(
                 raise ZeroconError(f"corrupt checkpoint: cannot read {directory / name} ({exc})") from exc
     config = json.loads((directory / "config.json").read_text())
     return tensors, config
+
+
+def _previous(directory: Path) -> Path:
+    """Where :func:`save_checkpoint` parks the previous checkpoint while it renames the new one into place."""
+    return directory.with_name(f".{directory.name}.old")
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two folders (Linux ``renameat2(RENAME_EXCHANGE)``); ``False`` where unavailable."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
 
 
 def _rmtree(path: Path) -> None:

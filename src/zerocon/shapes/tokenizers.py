@@ -1,0 +1,71 @@
+"""Tokenizers over the ShapesWorld vocabulary, written locally (no hub download).
+
+:func:`build_clip_tokenizer` writes a byte-pair ``vocab.json`` / ``merges.txt`` in which every word of the
+world is a single token (the merges spell each word left to right), so a caption is 7 tokens plus
+``<|startoftext|>`` / ``<|endoftext|>``; letters stay in the vocabulary so unknown words still tokenize.
+:func:`build_bert_tokenizer` writes a WordPiece ``vocab.txt`` for the BLIP captioner.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import string
+from pathlib import Path
+
+from transformers import BertTokenizer, CLIPTokenizer
+
+from zerocon.shapes.world import VOCABULARY
+
+CLIP_MAX_LENGTH = 16
+"""Token positions of the CLIP text encoder (a caption needs 9)."""
+BOS, EOS = "<|startoftext|>", "<|endoftext|>"
+
+
+def build_clip_tokenizer(folder: str | os.PathLike, max_length: int = CLIP_MAX_LENGTH) -> CLIPTokenizer:
+    """Write ``vocab.json`` and ``merges.txt`` for the world's words into ``folder``; return the tokenizer."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab: dict[str, int] = {}
+    merges: list[str] = []
+
+    def add(token: str) -> None:
+        vocab.setdefault(token, len(vocab))
+
+    add(BOS)
+    add(EOS)
+    for ch in string.ascii_lowercase:
+        add(ch)
+        add(ch + "</w>")
+    for word in VOCABULARY:
+        symbols = [*word[:-1], word[-1] + "</w>"]
+        current = symbols[0]
+        for sym in symbols[1:]:
+            merge = f"{current} {sym}"
+            if merge not in merges:
+                merges.append(merge)
+            current += sym
+            add(current)
+    (folder / "vocab.json").write_text(json.dumps(vocab, indent=0))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    return CLIPTokenizer(
+        str(folder / "vocab.json"),
+        str(folder / "merges.txt"),
+        model_max_length=max_length,
+        bos_token=BOS,
+        eos_token=EOS,
+        pad_token=EOS,
+        unk_token=EOS,
+    )
+
+
+BERT_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+def build_bert_tokenizer(folder: str | os.PathLike) -> BertTokenizer:
+    """Write a WordPiece ``vocab.txt`` of the world's words into ``folder``; return the tokenizer."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    words = [*BERT_SPECIALS, *VOCABULARY, *string.ascii_lowercase]
+    (folder / "vocab.txt").write_text("\n".join(dict.fromkeys(words)) + "\n")
+    return BertTokenizer(str(folder / "vocab.txt"), model_max_length=CLIP_MAX_LENGTH)

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import copy
 import inspect
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -574,3 +575,235 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
         if name == "DDIMScheduler":
             return eta > 0
         return name not in ("PNDMScheduler", "LMSDiscreteScheduler", "EulerDiscreteScheduler")
+
+    # ------------------------------------------------------------------ the whole recipe on a photo
+    def prepare_image(self, image: Any) -> tuple[PIL.Image.Image, tuple[int, int]]:
+        """Load ``image`` (path or PIL; all bad-input errors from :func:`zerocon.images.load_image`) and resize
+        it to the model's square size. Returns the resized image and the input's (width, height)."""
+        from zerocon.images import load_image
+
+        loaded = load_image(image)
+        side = self.model_size
+        return loaded.resize((side, side), PIL.Image.LANCZOS), loaded.size
+
+    def caption_image(self, image: PIL.Image.Image, config: EditConfig, source: str | None = None) -> str:
+        """BLIP caption, or (no captioner) a template sentence around ``source`` so editing still works."""
+        if self.caption_generator is not None and self.caption_processor is not None:
+            return self.generate_caption(
+                image, prefix=config.caption_prefix, max_new_tokens=config.caption_max_new_tokens
+            )
+        if source:
+            return f"a photo of a {source}"
+        raise ZeroconError(
+            "this model has no captioner (BLIP); pass a caption (--caption) or a --source word to describe "
+            "the input"
+        )
+
+    def invert_image(
+        self,
+        image: Any,
+        caption: str | None = None,
+        source: str | None = None,
+        config: EditConfig | None = None,
+    ) -> Inversion:
+        """Caption (unless given) and regularised DDIM inversion of a photo at the model's size."""
+        config = config or EditConfig()
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        resized, size = self.prepare_image(image)
+        if caption is None:
+            self.set_progress_bar_config(**{**self._bar_config(), "desc": "caption"})
+            caption = self.caption_image(resized, config, source)
+            timings["caption"] = time.perf_counter() - start
+        caption = caption.strip()
+        if not caption:
+            raise ZeroconError("the caption is empty; pass a non-empty caption")
+        start = time.perf_counter()
+        self.set_progress_bar_config(**{**self._bar_config(), "desc": "inversion"})
+        latents = self.invert(
+            caption,
+            image=resized,
+            num_inference_steps=config.num_inference_steps,
+            generator=torch.Generator(device="cpu").manual_seed(config.seed),
+            output_type="latent",
+            lambda_auto_corr=config.lambda_auto_corr,
+            lambda_kl=config.lambda_kl,
+            num_reg_steps=config.num_reg_steps,
+            num_auto_corr_rolls=config.num_auto_corr_rolls,
+            allow_zero_roll=config.allow_zero_roll,
+        ).latents
+        timings["inversion"] = time.perf_counter() - start
+        return Inversion(latents=latents, caption=caption, input_size=size, timings=timings)
+
+    def _bar_config(self) -> dict[str, Any]:
+        config = dict(getattr(self, "_progress_bar_config", {}) or {})
+        config.pop("desc", None)
+        return config
+
+    def edit(
+        self,
+        image: Any,
+        target: str | None = None,
+        source: str | None = None,
+        caption: str | None = None,
+        direction: Any = None,
+        config: EditConfig | None = None,
+        inversion: Inversion | None = None,
+    ) -> EditResult:
+        """Edit a photo: caption -> regularised DDIM inversion -> reference pass -> guided edit -> decode.
+
+        Args:
+            image: a path or PIL image (converted to RGB, EXIF-rotated, resized to the model's size).
+            target: ``"cat->dog"`` (word swap applied to the caption, with template banks), a target word
+                with ``source``, or a full target sentence.
+            source: the source word or sentence (optional).
+            caption: the caption to use instead of BLIP's.
+            direction: an :class:`~zerocon.edit.directions.EditDirection` (e.g. from sentence files) used
+                instead of the automatic one; ``target`` may then be omitted.
+            config: :class:`EditConfig` (method, steps, guidance, seed, ...).
+            inversion: a previous :meth:`invert_image` result for this image and config (a cache hit).
+
+        Returns an :class:`EditResult` whose images have the input's aspect ratio (longer side = model size).
+        """
+        from zerocon.edit.directions import EditDirection, automatic_direction, edited_caption, parse_target
+
+        config = config or EditConfig()
+        if config.method not in METHODS:
+            raise ZeroconError(f"unknown method {config.method!r}; choose one of {', '.join(METHODS)}")
+        request = parse_target(target, source) if direction is None or target else None
+        timings: dict[str, float] = {}
+        resized, size = self.prepare_image(image)
+        if inversion is None:
+            inversion = self.invert_image(
+                resized, caption=caption, source=request.source if request else None, config=config
+            )
+            inversion = Inversion(inversion.latents, inversion.caption, size, inversion.timings)
+        timings.update(inversion.timings)
+        caption = inversion.caption
+
+        start = time.perf_counter()
+        if direction is None:
+            direction = automatic_direction(
+                self, caption, request.target, request.source, use_templates=config.use_templates
+            )
+        elif not isinstance(direction, EditDirection):
+            raise TypeError("direction must be an EditDirection")
+        timings["direction"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        self.set_progress_bar_config(**{**self._bar_config(), "desc": f"edit ({config.method})"})
+        device = self._execution_device
+        out = self(
+            caption,
+            source_embeds=direction.source_embeds.to(device),
+            target_embeds=direction.target_embeds.to(device),
+            num_inference_steps=config.num_inference_steps,
+            guidance_scale=config.guidance_scale,
+            negative_prompt=caption,
+            generator=torch.Generator(device="cpu").manual_seed(config.seed + 1),
+            latents=inversion.latents.to(device),
+            cross_attention_guidance_amount=config.cross_attention_guidance_amount,
+            output_type="pil",
+            method=config.method,
+            patch_nce=config.patch_nce,
+            return_reconstruction=True,
+        )
+        timings["edit"] = time.perf_counter() - start
+        out_size = _output_size(size, self.model_size)
+        return EditResult(
+            edit=out.images[0].resize(out_size, PIL.Image.LANCZOS),
+            reconstruction=out.reconstruction[0].resize(out_size, PIL.Image.LANCZOS),
+            caption=caption,
+            edited_caption=edited_caption(caption, request) if request else "",
+            direction=direction,
+            timings=timings,
+            inverted_latents=inversion.latents,
+        )
+
+
+def _output_size(size: tuple[int, int], side: int) -> tuple[int, int]:
+    from zerocon.images import fit_size
+
+    return fit_size(size, side)
+
+
+@dataclass
+class Inversion:
+    """A photo's inversion: x_T (1, 4, h, w), the caption used as prompt, the input's size and timings."""
+
+    latents: torch.Tensor
+    caption: str
+    input_size: tuple[int, int] = (0, 0)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class EditConfig:
+    """Settings of :meth:`ZeroConPipeline.edit`; defaults are pix2pix-zero's for real images.
+
+    Attributes:
+        method: ``"zerocon"`` (default), ``"pix2pix_zero"`` or ``"word_swap"``.
+        num_inference_steps: DDIM steps of the inversion and of the edit (pix2pix-zero: 50).
+        guidance_scale: classifier-free guidance with the caption as negative prompt (pix2pix-zero real: 5).
+        cross_attention_guidance_amount: step size of the latent's guidance step (pix2pix-zero real: 0.1;
+            use ~0.01 for v-prediction / SD 2.x models).
+        patch_nce: PatchNCE settings of ``"zerocon"``.
+        lambda_auto_corr, lambda_kl, num_reg_steps, num_auto_corr_rolls: inversion regularisation
+            (pix2pix-zero: 20, 20, 5, 5).
+        allow_zero_roll: diffusers' auto-correlation offsets in [0, H/2) instead of [1, H/2).
+        use_templates: add template sentence banks to word-swap directions.
+        caption_prefix, caption_max_new_tokens: BLIP prompt prefix and length.
+        seed: seed of the inversion's and the edit's generators (same seed, same image).
+    """
+
+    method: str = "zerocon"
+    num_inference_steps: int = 50
+    guidance_scale: float = 5.0
+    cross_attention_guidance_amount: float = 0.1
+    patch_nce: PatchNCEGuidance = field(default_factory=PatchNCEGuidance)
+    lambda_auto_corr: float = 20.0
+    lambda_kl: float = 20.0
+    num_reg_steps: int = 5
+    num_auto_corr_rolls: int = 5
+    allow_zero_roll: bool = False
+    use_templates: bool = True
+    caption_prefix: str = "a photography of"
+    caption_max_new_tokens: int = 40
+    seed: int = 0
+
+    def inversion_key(self) -> dict[str, Any]:
+        """The settings an inversion depends on (for caching)."""
+        return {
+            "num_inference_steps": self.num_inference_steps,
+            "lambda_auto_corr": self.lambda_auto_corr,
+            "lambda_kl": self.lambda_kl,
+            "num_reg_steps": self.num_reg_steps,
+            "num_auto_corr_rolls": self.num_auto_corr_rolls,
+            "allow_zero_roll": self.allow_zero_roll,
+            "caption_prefix": self.caption_prefix,
+            "caption_max_new_tokens": self.caption_max_new_tokens,
+            "seed": self.seed,
+        }
+
+
+@dataclass
+class EditResult:
+    """What :meth:`ZeroConPipeline.edit` returns.
+
+    Attributes:
+        edit: the edited image (input aspect ratio).
+        reconstruction: the input rebuilt from its inversion without the edit (same size).
+        caption: the caption used as the inversion / reference prompt.
+        edited_caption: the caption after the word swap (or the target sentence).
+        direction: the edit direction used.
+        timings: seconds per stage (caption, inversion, direction, edit).
+        inverted_latents: x_T.
+    """
+
+    edit: PIL.Image.Image
+    reconstruction: PIL.Image.Image
+    caption: str
+    edited_caption: str
+    direction: Any
+    timings: dict[str, float]
+    inverted_latents: torch.Tensor

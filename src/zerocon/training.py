@@ -198,7 +198,12 @@ class Trainer:
         return self.run_dir / CHECKPOINT_DIR
 
     def save(self) -> Path:
-        """Write ``RUN/checkpoint`` atomically (main process only)."""
+        """Write ``RUN/checkpoint`` atomically (main process only).
+
+        Weights that became NaN or infinite (finite losses can still give non-finite gradients) stop the run
+        instead, so the checkpoint on disk is always the last good one.
+        """
+        self.check_finite_weights()
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
             tensors: dict[str, dict[str, torch.Tensor]] = {}
@@ -273,6 +278,17 @@ class Trainer:
             if not math.isfinite(number):
                 last = self._last_checkpoint_note()
                 raise NonFiniteLoss(f"loss '{name}' is {number} at step {step + 1}; training stopped. {last}")
+
+    def check_finite_weights(self) -> None:
+        """Stop the run (``NonFiniteLoss``) if any network weight is NaN or infinite, naming it and the step."""
+        for name, net in self.method.networks().items():
+            for key, value in self.accelerator.unwrap_model(net).state_dict().items():
+                if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                    last = self._last_checkpoint_note()
+                    raise NonFiniteLoss(
+                        f"weights '{name}.{key}' became non-finite by step {self.step} (the losses were finite "
+                        f"but their gradients were not); training stopped. {last}"
+                    )
 
     def _last_checkpoint_note(self) -> str:
         if (self.checkpoint_dir / "config.json").is_file():

@@ -19,6 +19,7 @@ images, averaged over domains.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +57,11 @@ class InceptionFeatures:
         if not file.is_file():
             raise ZeroconError(f"{option} {file}: no such file")
         try:
-            module = torch.jit.load(str(file), map_location="cpu").eval()
+            with (
+                warnings.catch_warnings()
+            ):  # torch 2.9+ marks TorchScript deprecated; the file is TorchScript
+                warnings.simplefilter("ignore", DeprecationWarning)
+                module = torch.jit.load(str(file), map_location="cpu").eval()
         except (RuntimeError, ValueError, OSError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ZeroconError(f"{option} {file}: not a TorchScript Inception file ({first})") from exc
@@ -135,8 +140,6 @@ def kernel_inception_distance(
     _check(real_features, fake_features, 2)
     _, kid_cls = _torchmetrics_image()
     size = min(subset_size, real_features.shape[0], fake_features.shape[0])
-    import warnings
-
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
         metric = kid_cls(feature=_Precomputed(real_features.shape[1]), subsets=subsets, subset_size=size)

@@ -41,9 +41,15 @@ def load_run(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def flatten_runs(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Expand comparison files into their runs; a run met twice (same method and numbers) is kept once."""
     out: list[dict[str, Any]] = []
+    seen: set[str] = set()
     for run in runs:
-        out.extend(run["runs"] if "runs" in run else [run])
+        for item in run["runs"] if "runs" in run else [run]:
+            key = json.dumps([item.get("method"), item.get("metrics")], sort_keys=True, default=str)
+            if key not in seen:
+                seen.add(key)
+                out.append(item)
     return out
 
 

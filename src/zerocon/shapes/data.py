@@ -51,6 +51,22 @@ class SceneBatch:
     def __len__(self) -> int:
         return self.images.shape[0]
 
+    def subset(self, n: int) -> SceneBatch:
+        """The first ``n`` scenes."""
+        return SceneBatch(
+            *(
+                t[:n]
+                for t in (
+                    self.images,
+                    self.masks,
+                    self.caption_idx,
+                    self.shape_idx,
+                    self.color_idx,
+                    self.background_idx,
+                )
+            )
+        )
+
     def as_float(self, index: torch.Tensor | slice | None = None) -> torch.Tensor:
         """Images in [-1, 1], float32."""
         images = self.images if index is None else self.images[index]

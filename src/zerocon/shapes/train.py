@@ -69,6 +69,11 @@ class ClipConfig(StageConfig):
     patch: int = 8
     projection_dim: int = 64
     batch_size: int = 64
+    init_from: str = ""
+    """Continue from this CLIP folder instead of a fresh model (tokenizer taken from there too)."""
+    freeze_text: bool = False
+    """Train only the vision tower, its projection and the temperature: the text encoder's hidden states
+    (the UNet's conditioning) stay exactly as they were."""
 
 
 @dataclass
@@ -80,6 +85,10 @@ class VaeConfig(StageConfig):
     """Train on random crops of this side (the network is convolutional; 4x cheaper than full scenes)."""
     kl_weight: float = 1e-6
     batch_size: int = 16
+    init_from: str = ""
+    """Continue from this AutoencoderKL folder instead of a fresh model."""
+    n_scale: int = 256
+    """Training scenes used to measure the latent std for ``scaling_factor``."""
 
 
 @dataclass
@@ -294,10 +303,20 @@ def train_clip(run_dir: str | os.PathLike, cfg: ClipConfig) -> dict:
     from zerocon.shapes.tokenizers import build_clip_tokenizer
 
     run = Path(run_dir)
-    out = run / "clip"
+    out = run / ("clip_vision" if cfg.freeze_text else "clip")
     gen = _setup(cfg)
-    tokenizer = build_clip_tokenizer(run / "clip_tokenizer_src")
-    model = build_clip(cfg, tokenizer)
+    if cfg.init_from:
+        from transformers import CLIPModel, CLIPTokenizer
+
+        tokenizer = CLIPTokenizer.from_pretrained(cfg.init_from)
+        model = CLIPModel.from_pretrained(cfg.init_from)
+    else:
+        tokenizer = build_clip_tokenizer(run / "clip_tokenizer_src")
+        model = build_clip(cfg, tokenizer)
+    if cfg.freeze_text:
+        model.text_model.requires_grad_(False)
+        model.text_projection.requires_grad_(False)
+    params = [p for p in model.parameters() if p.requires_grad]
     data = train_split(cfg.n_train)
     val_seen, val_unseen = val_split(cfg.n_val, held_out=False), val_split(cfg.n_val, held_out=True)
     all_caps = all_captions()
@@ -306,7 +325,7 @@ def train_clip(run_dir: str | os.PathLike, cfg: ClipConfig) -> dict:
     for j, c in enumerate(train_caps):
         cap_to_train[all_caps.index(c)] = j
     ids = tokenize(tokenizer, train_caps)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
     log = _Log(out, cfg)
     step = 0
@@ -399,8 +418,8 @@ def latent_std(vae: Any, batch: SceneBatch, chunk: int = 64) -> float:
     return lat.std().item()
 
 
-def _save_vae(out: Path, vae: Any, data: SceneBatch) -> None:
-    vae.register_to_config(scaling_factor=1.0 / latent_std(vae, data))
+def _save_vae(out: Path, vae: Any, data: SceneBatch, n_scale: int) -> None:
+    vae.register_to_config(scaling_factor=1.0 / latent_std(vae, data.subset(n_scale)))
     vae.train()
     _save_atomic(out, vae.save_pretrained)
 
@@ -410,7 +429,12 @@ def train_vae(run_dir: str | os.PathLike, cfg: VaeConfig) -> dict:
     run = Path(run_dir)
     out = run / "vae"
     gen = _setup(cfg)
-    vae = build_vae(cfg)
+    if cfg.init_from:
+        from diffusers import AutoencoderKL
+
+        vae = AutoencoderKL.from_pretrained(cfg.init_from)
+    else:
+        vae = build_vae(cfg)
     data = train_split(cfg.n_train)
     val_seen, val_unseen = val_split(cfg.n_val, held_out=False), val_split(cfg.n_val, held_out=True)
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, weight_decay=0.0)
@@ -442,8 +466,8 @@ def train_vae(run_dir: str | os.PathLike, cfg: VaeConfig) -> dict:
                 psnr_heldout=vae_psnr(vae, val_unseen),
             )
         if step % cfg.save_every == 0:
-            _save_vae(out / "model", vae, data)
-    _save_vae(out / "model", vae, data)
+            _save_vae(out / "model", vae, data, cfg.n_scale)
+    _save_vae(out / "model", vae, data, cfg.n_scale)
     metrics = {
         "psnr_val_seen": vae_psnr(vae, val_seen),
         "psnr_val_heldout": vae_psnr(vae, val_unseen),

@@ -1,0 +1,111 @@
+"""Assemble the trained ShapesWorld models into the bundled folders of ``zerocon/assets/shapes``.
+
+``pipeline/`` is a :class:`~zerocon.edit.pipeline.ZeroConPipeline` saved with ``save_pretrained`` (vae,
+text_encoder, tokenizer, unet, DDIM scheduler with Stable Diffusion 1.x's schedule, BLIP captioner and its
+processor), so ``ZeroConPipeline.from_pretrained("shapes")`` loads it through the same code path as a hub
+model. ``clip/`` is the full CLIPModel + CLIPProcessor (its text tower is the pipeline's text encoder).
+``metrics.json`` gathers each stage's metrics, config, step count and command; ``example.png`` is a bundled
+scene for the main job.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from zerocon.errors import ZeroconError
+from zerocon.io import save_image_atomic, write_json
+from zerocon.models import SHAPES_DIR
+
+EXAMPLE_SEED = 40_000_000
+"""Seed range of the bundled example scene (disjoint from training, validation and ShapesBench)."""
+
+
+def example_scene() -> Any:
+    """The bundled example: a red square on a textured gray background, no distractor."""
+    from zerocon.shapes.world import SceneFilter, render_seed
+
+    flt = SceneFilter(
+        shapes=["square"], colors=["red"], backgrounds=["gray"], distractor_prob=0.0, texture_prob=1.0
+    )
+    return render_seed(EXAMPLE_SEED, flt)
+
+
+def _first(*folders: Path) -> Path:
+    for folder in folders:
+        if folder.is_dir():
+            return folder
+    raise ZeroconError(f"no trained model found at {' or '.join(map(str, folders))}")
+
+
+def _same_text_tower(a: Path, b: Path) -> bool:
+    from safetensors.torch import load_file
+
+    ta, tb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    keys = [k for k in ta if k.startswith(("text_model.", "text_projection"))]
+    return bool(keys) and all(k in tb and torch.equal(ta[k], tb[k]) for k in keys)
+
+
+def assemble(run_dir: str | os.PathLike, out: str | os.PathLike = SHAPES_DIR) -> Path:
+    """Build ``out/{pipeline,clip}``, ``out/metrics.json`` and ``out/example.png`` from a training run."""
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import BlipForConditionalGeneration, BlipProcessor, CLIPTextModel, CLIPTokenizer
+
+    from zerocon.edit.pipeline import ZeroConPipeline
+    from zerocon.shapes.train import sd_scheduler_config
+
+    run, out = Path(run_dir), Path(out)
+    clip_text_dir = _first(run / "clip" / "model")
+    clip_dir = _first(run / "clip_vision" / "model", run / "clip" / "model")
+    if clip_dir != clip_text_dir and not _same_text_tower(clip_text_dir, clip_dir):
+        raise ZeroconError("the continued CLIP's text tower differs from the one the UNet was trained on")
+    vae_dir = _first(run / "vae_decoder" / "model", run / "vae_fork", run / "vae" / "model")
+    unet_dir = _first(run / "unet" / "model")
+    blip_dir = _first(run / "blip" / "model")
+
+    pipe = ZeroConPipeline(
+        vae=AutoencoderKL.from_pretrained(vae_dir),
+        text_encoder=CLIPTextModel.from_pretrained(clip_text_dir),
+        tokenizer=CLIPTokenizer.from_pretrained(clip_text_dir),
+        unet=UNet2DConditionModel.from_pretrained(unet_dir),
+        scheduler=DDIMScheduler(**sd_scheduler_config()),
+        caption_generator=BlipForConditionalGeneration.from_pretrained(blip_dir),
+        caption_processor=BlipProcessor.from_pretrained(blip_dir),
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("pipeline", "clip"):
+        shutil.rmtree(out / name, ignore_errors=True)
+    pipe.save_pretrained(out / "pipeline")
+    shutil.copytree(clip_dir, out / "clip")
+
+    stages = {}
+    for stage in ("clip", "clip_vision", "vae", "vae_decoder", "unet", "blip", "unet_eval"):
+        path = run / stage / "metrics.json"
+        if path.exists():
+            import json
+
+            stages[stage] = json.loads(path.read_text())
+    write_json(
+        out / "metrics.json",
+        {
+            "stages": stages,
+            "sources": {
+                "pipeline/vae": str(vae_dir.relative_to(run)),
+                "pipeline/text_encoder": str(clip_text_dir.relative_to(run)),
+                "pipeline/unet": str(unet_dir.relative_to(run)),
+                "pipeline/caption_generator": str(blip_dir.relative_to(run)),
+                "clip": str(clip_dir.relative_to(run)),
+            },
+        },
+    )
+    save_image_atomic(example_scene().pil(), out / "example.png")
+    return out
+
+
+def bundle_size(folder: str | os.PathLike = SHAPES_DIR) -> int:
+    """Total bytes of the bundle (the issue allows 25 MB)."""
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())

@@ -1,0 +1,376 @@
+"""ShapesBench: edit ShapesWorld scenes with each method and judge the result against ground truth.
+
+For every held-out scene (seeds from :data:`~zerocon.shapes.data.BENCH_SEED`, never used in training or in
+choosing any setting) and every task, the target is a full caption with one or two attributes changed:
+
+- ``color``: the object's colour; ``shape``: its shape; ``both``: colour and shape; ``background``: the
+  background colour.
+
+Methods: ``word_swap``, ``pix2pix_zero`` and ``zerocon`` through :class:`ZeroConPipeline.edit` (inversion
+shared by the three, source caption = the scene's true caption, no template banks since the world's
+vocabulary has no template words), and ``sdedit``: encode, noise to ``sdedit_strength`` of the DDIM
+trajectory, denoise with the target caption (classifier-free guidance, same scale as the editor).
+
+Metrics, computed exactly with the oracle:
+
+- ``edit_acc``: the oracle reads the target's shape, colour and background (changed and untouched ones);
+- ``mask_iou``: IoU of the source object mask (ground truth) and the edited object mask (oracle);
+- ``centroid_err`` (pixels) and ``scale_err`` (relative change of the farthest-pixel radius) — structure
+  measures for shape swaps, where IoU cannot be 1;
+- ``bg_err``: mean absolute error (0-1 scale) outside the union of the two masks dilated by one pixel
+  (background preservation; for the background task, the error inside the source mask instead, i.e.
+  object preservation, reported as ``obj_err``).
+
+Each (scene, task) is run with several edit seeds; the tables give the mean and a 95 % confidence interval
+(normal approximation over scene-seed pairs) and the between-seed spread of the means.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+from scipy import ndimage
+
+from zerocon.errors import ZeroconError
+from zerocon.io import save_image_atomic, write_bytes, write_json
+from zerocon.shapes.data import BENCH_SEED
+from zerocon.shapes.oracle import mask_iou, read_scene
+from zerocon.shapes.world import (
+    BACKGROUND_COLORS,
+    OBJECT_COLORS,
+    SHAPES,
+    SceneFilter,
+    SceneSpec,
+    render,
+    sample_spec,
+)
+
+TASKS = ("color", "shape", "both", "background")
+METHODS = ("word_swap", "pix2pix_zero", "zerocon", "sdedit")
+
+
+@dataclass
+class BenchConfig:
+    """What ShapesBench runs; the issue's full setting is 200 scenes x 3 seeds x 50 steps."""
+
+    scenes: int = 200
+    seeds: tuple[int, ...] = (0, 1, 2)
+    steps: int = 50
+    """DDIM steps of inversion, edit and SDEdit."""
+    tasks: tuple[str, ...] = TASKS
+    methods: tuple[str, ...] = METHODS
+    sdedit_strength: float = 0.6
+    """Fraction of the trajectory SDEdit re-noises (set a priori, not tuned on these scenes)."""
+    guidance_scale: float = 5.0
+    """Classifier-free guidance of every method (the editor's default for real images)."""
+    model: str = "shapes"
+    grid_scenes: int = 4
+    """Scenes per task shown in the PNG grids."""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def target_spec(spec: SceneSpec, task: str, rng: np.random.Generator) -> SceneSpec:
+    """The edit target of ``task`` for ``spec``: new attribute values drawn from ``rng`` (never the same)."""
+    colors = [
+        c
+        for c in OBJECT_COLORS
+        if c != spec.obj.color and (spec.distractor is None or c != spec.distractor.color)
+    ]
+    shapes = [s for s in SHAPES if s != spec.obj.shape]
+    if task == "color":
+        return spec.with_object(color=str(rng.choice(colors)))
+    if task == "shape":
+        return spec.with_object(shape=str(rng.choice(shapes)))
+    if task == "both":
+        return spec.with_object(color=str(rng.choice(colors)), shape=str(rng.choice(shapes)))
+    if task == "background":
+        from dataclasses import replace
+
+        return replace(
+            spec, background=str(rng.choice([b for b in BACKGROUND_COLORS if b != spec.background]))
+        )
+    raise ZeroconError(f"unknown task '{task}'; known: {', '.join(TASKS)}")
+
+
+def bench_scenes(n: int) -> list[SceneSpec]:
+    """The ``n`` ShapesBench scenes (fixed seeds, all captions, distractors and textures as in training)."""
+    return [sample_spec(BENCH_SEED + i, SceneFilter()) for i in range(n)]
+
+
+def _radius(mask: np.ndarray) -> float:
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        return 0.0
+    return float(np.sqrt((xs - xs.mean()) ** 2 + (ys - ys.mean()) ** 2).max())
+
+
+def score_edit(
+    source_img: np.ndarray, source_mask: np.ndarray, edited: np.ndarray, target: SceneSpec, task: str
+) -> dict[str, float]:
+    """The ShapesBench metrics of one edit (see the module docstring)."""
+    reading = read_scene(edited)
+    ok = (
+        reading.shape == target.obj.shape
+        and reading.color == target.obj.color
+        and reading.background == target.background
+    )
+    out: dict[str, float] = {
+        "edit_acc": float(ok),
+        "target_attr_acc": float(
+            {
+                "color": reading.color == target.obj.color,
+                "shape": reading.shape == target.obj.shape,
+                "both": reading.color == target.obj.color and reading.shape == target.obj.shape,
+                "background": reading.background == target.background,
+            }[task]
+        ),
+        "mask_iou": mask_iou(source_mask, reading.mask),
+    }
+    src_c = np.argwhere(source_mask).mean(0)
+    if reading.mask.any():
+        out["centroid_err"] = float(np.linalg.norm(np.argwhere(reading.mask).mean(0) - src_c))
+        out["scale_err"] = abs(_radius(reading.mask) / max(_radius(source_mask), 1.0) - 1.0)
+    else:
+        out["centroid_err"], out["scale_err"] = float("nan"), float("nan")
+    diff = np.abs(edited.astype(np.float32) - source_img.astype(np.float32)).mean(-1) / 255.0
+    union = ndimage.binary_dilation(source_mask | reading.mask, iterations=1)
+    if task == "background":
+        inner = ndimage.binary_erosion(source_mask, iterations=1)
+        out["obj_err"] = float(diff[inner].mean()) if inner.any() else float("nan")
+    else:
+        out["bg_err"] = float(diff[~union].mean()) if (~union).any() else float("nan")
+    return out
+
+
+@torch.no_grad()
+def sdedit(
+    pipe: Any, image: Image.Image, prompt: str, strength: float, steps: int, guidance: float, seed: int
+) -> Image.Image:
+    """SDEdit: noise the image's latent to ``strength`` of a DDIM trajectory and denoise with ``prompt``."""
+    from diffusers import DDIMScheduler
+
+    sched = DDIMScheduler.from_config(pipe.scheduler.config)
+    sched.set_timesteps(steps)
+    start = min(steps - 1, int(round(steps * (1 - strength))))
+    timesteps = sched.timesteps[start:]
+    gen = torch.Generator().manual_seed(seed)
+    x = pipe.image_processor.preprocess(image).to(pipe.vae.dtype)
+    z0 = pipe.vae.encode(x).latent_dist.mode() * pipe.vae.config.scaling_factor
+    z = sched.add_noise(z0, torch.randn(z0.shape, generator=gen), timesteps[:1])
+    cond, uncond = pipe.encode_prompt(prompt, "cpu", 1, True, "")
+    for t in timesteps:
+        eps = pipe.unet(torch.cat([z, z]), t, torch.cat([uncond, cond])).sample
+        e_u, e_c = eps.chunk(2)
+        z = sched.step(e_u + guidance * (e_c - e_u), t, z).prev_sample
+    out = pipe.vae.decode(z / pipe.vae.config.scaling_factor).sample
+    return pipe.image_processor.postprocess(out, output_type="pil")[0]
+
+
+def _ci(values: list[float]) -> dict[str, float]:
+    arr = np.array([v for v in values if not math.isnan(v)], dtype=np.float64)
+    if len(arr) == 0:
+        return {"mean": float("nan"), "ci95": float("nan"), "n": 0}
+    half = 1.96 * arr.std(ddof=1) / math.sqrt(len(arr)) if len(arr) > 1 else float("nan")
+    return {"mean": float(arr.mean()), "ci95": float(half), "n": int(len(arr))}
+
+
+def run_bench(cfg: BenchConfig, out: str | os.PathLike, progress: bool = True) -> dict[str, Any]:
+    """Run ShapesBench and write ``results.json``, ``table.md`` and ``grid_<task>.png`` into ``out``."""
+    from zerocon.edit.pipeline import EditConfig, ZeroConPipeline
+
+    for task in cfg.tasks:
+        if task not in TASKS:
+            raise ZeroconError(f"unknown task '{task}'; known: {', '.join(TASKS)}")
+    for method in cfg.methods:
+        if method not in METHODS:
+            raise ZeroconError(f"unknown method '{method}'; known: {', '.join(METHODS)}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    pipe = ZeroConPipeline.from_pretrained(cfg.model)
+    pipe.set_progress_bar_config(disable=True)
+    specs = bench_scenes(cfg.scenes)
+    records: list[dict[str, Any]] = []
+    examples: dict[str, list[tuple[Image.Image, Image.Image, dict[str, Image.Image]]]] = {
+        t: [] for t in cfg.tasks
+    }
+    start = time.time()
+    for i, spec in enumerate(specs):
+        scene = render(spec)
+        image = scene.pil()
+        rng = np.random.default_rng([BENCH_SEED, i])
+        targets = {task: target_spec(spec, task, rng) for task in cfg.tasks}
+        for seed in cfg.seeds:
+            edit_cfgs = {
+                m: EditConfig(
+                    method=m,
+                    num_inference_steps=cfg.steps,
+                    guidance_scale=cfg.guidance_scale,
+                    seed=seed,
+                    use_templates=False,
+                )
+                for m in cfg.methods
+                if m != "sdedit"
+            }
+            inversion = None
+            if edit_cfgs:
+                inversion = pipe.invert_image(
+                    image, caption=spec.caption, config=next(iter(edit_cfgs.values()))
+                )
+            for task, tgt in targets.items():
+                shown: dict[str, Image.Image] = {}
+                for method in cfg.methods:
+                    t0 = time.time()
+                    if method == "sdedit":
+                        edited = sdedit(
+                            pipe, image, tgt.caption, cfg.sdedit_strength, cfg.steps, cfg.guidance_scale, seed
+                        )
+                    else:
+                        edited = pipe.edit(
+                            image,
+                            target=tgt.caption,
+                            caption=spec.caption,
+                            config=edit_cfgs[method],
+                            inversion=inversion,
+                        ).edit
+                    edited = edited.convert("RGB").resize((64, 64), Image.Resampling.BICUBIC)
+                    metrics = score_edit(scene.image, scene.mask, np.asarray(edited), tgt, task)
+                    records.append(
+                        {
+                            "scene": i,
+                            "seed": seed,
+                            "task": task,
+                            "method": method,
+                            "source": spec.caption,
+                            "target": tgt.caption,
+                            "seconds": round(time.time() - t0, 2),
+                            **metrics,
+                        }
+                    )
+                    shown[method] = edited
+                if seed == cfg.seeds[0] and len(examples[task]) < cfg.grid_scenes:
+                    examples[task].append((image, render(tgt).pil(), shown))
+        if progress:
+            print(f"scene {i + 1}/{len(specs)} done, {time.time() - start:.0f}s", flush=True)
+    summary = summarise(records, cfg)
+    result = {
+        "config": asdict(cfg),
+        "seconds": round(time.time() - start, 1),
+        "summary": summary,
+        "records": records,
+    }
+    write_json(out / "results.json", result)
+    write_bytes(out / "table.md", markdown_table(summary, cfg).encode())
+    for task, rows in examples.items():
+        if rows:
+            save_image_atomic(example_grid(rows, cfg.methods), out / f"grid_{task}.png")
+    return result
+
+
+def summarise(records: list[dict[str, Any]], cfg: BenchConfig) -> dict[str, Any]:
+    keys = ("edit_acc", "target_attr_acc", "mask_iou", "centroid_err", "scale_err", "bg_err", "obj_err")
+    summary: dict[str, Any] = {}
+    for task in cfg.tasks:
+        for method in cfg.methods:
+            rows = [r for r in records if r["task"] == task and r["method"] == method]
+            entry: dict[str, Any] = {}
+            for key in keys:
+                values = [r[key] for r in rows if key in r]
+                if values:
+                    entry[key] = _ci(values)
+                    per_seed = [
+                        np.nanmean([r[key] for r in rows if r["seed"] == s and key in r]) for s in cfg.seeds
+                    ]
+                    entry[key]["seed_means"] = [float(v) for v in per_seed]
+            summary[f"{task}/{method}"] = entry
+    return summary
+
+
+def markdown_table(summary: dict[str, Any], cfg: BenchConfig) -> str:
+    cols = [
+        ("edit_acc", "edit acc ↑"),
+        ("mask_iou", "mask IoU ↑"),
+        ("centroid_err", "centroid err px ↓"),
+        ("scale_err", "scale err ↓"),
+        ("bg_err", "background err ↓"),
+        ("obj_err", "object err ↓"),
+    ]
+    lines = [
+        f"ShapesBench: {cfg.scenes} held-out scenes x {len(cfg.seeds)} seeds, {cfg.steps} DDIM steps, "
+        f"guidance {cfg.guidance_scale}, SDEdit strength {cfg.sdedit_strength}. Mean ± 95 % CI.",
+        "",
+        "| task | method | " + " | ".join(c[1] for c in cols) + " |",
+        "|---|---|" + "---|" * len(cols),
+    ]
+    for key, entry in summary.items():
+        task, method = key.split("/")
+        cells = []
+        for name, _ in cols:
+            if name in entry and entry[name]["n"]:
+                cells.append(f"{entry[name]['mean']:.3f} ± {entry[name]['ci95']:.3f}")
+            else:
+                cells.append("–")
+        lines.append(f"| {task} | {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def example_grid(
+    rows: list[tuple[Image.Image, Image.Image, dict[str, Image.Image]]], methods: tuple[str, ...]
+) -> Image.Image:
+    """Rows: source | ideal target render | each method's edit; a header line names the columns."""
+    cell, head = 96, 14
+    names = ["source", "ideal", *methods]
+    grid = Image.new("RGB", (cell * len(names), head + cell * len(rows)), "white")
+    draw = ImageDraw.Draw(grid)
+    for j, name in enumerate(names):
+        draw.text((j * cell + 3, 1), name, fill="black")
+    for i, (src, ideal, edits) in enumerate(rows):
+        for j, img in enumerate([src, ideal, *[edits[m] for m in methods]]):
+            grid.paste(img.resize((cell, cell), Image.Resampling.NEAREST), (j * cell, head + i * cell))
+    return grid
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "bench", help="ShapesBench: edit held-out scenes with every method, judge with the oracle"
+    )
+    parser.add_argument("--out", default="runs/shapesbench")
+    parser.add_argument("--model", default="shapes")
+    parser.add_argument("--scenes", type=int, default=BenchConfig.scenes)
+    parser.add_argument("--seeds", type=lambda s: tuple(int(v) for v in _csv(s)), default=BenchConfig().seeds)
+    parser.add_argument("--steps", type=int, default=BenchConfig.steps)
+    parser.add_argument("--tasks", type=_csv, default=TASKS)
+    parser.add_argument("--methods", type=_csv, default=METHODS)
+    parser.add_argument("--sdedit-strength", type=float, default=BenchConfig.sdedit_strength)
+    parser.add_argument("--guidance-scale", type=float, default=BenchConfig.guidance_scale)
+    parser.set_defaults(func=_bench_cmd)
+
+
+def _bench_cmd(args: Any) -> int:
+    if args.scenes < 1 or not args.seeds or args.steps < 1:
+        raise ZeroconError("--scenes, --seeds and --steps must be positive")
+    cfg = BenchConfig(
+        scenes=args.scenes,
+        seeds=args.seeds,
+        steps=args.steps,
+        tasks=args.tasks,
+        methods=args.methods,
+        sdedit_strength=args.sdedit_strength,
+        guidance_scale=args.guidance_scale,
+        model=args.model,
+    )
+    result = run_bench(cfg, args.out)
+    print(markdown_table(result["summary"], cfg))
+    print(f"wrote {args.out}/results.json, table.md, grid_*.png")
+    return 0

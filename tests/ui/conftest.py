@@ -37,10 +37,16 @@ def chromium_executable() -> str | None:
     return "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
 
 
-def free_port() -> int:
+def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (the app is only ever served on this machine)."""
+    return _free_port()
 
 
 @pytest.fixture(scope="session")

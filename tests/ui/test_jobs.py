@@ -6,6 +6,7 @@ import json
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -101,7 +102,9 @@ def test_model_cache_loads_once_even_when_raced():
 
 
 class InvertingEditor:
-    """A test double standing in for the diffusion editor: the 'edit' is the photo's negative."""
+    """A test double with ZeroConPipeline's edit() signature: the 'edit' is the photo's negative."""
+
+    caption_generator = "a captioner"
 
     def __init__(self):
         self.calls = []
@@ -109,16 +112,18 @@ class InvertingEditor:
     def generate_caption(self, image):
         return "a red circle on a gray background"
 
-    def edit(self, image, target, source=None, method="zerocon", num_inference_steps=50, seed=0):
-        self.calls.append(
-            dict(target=target, source=source, method=method, steps=num_inference_steps, seed=seed)
+    def edit(
+        self, image, target=None, source=None, caption=None, direction=None, config=None, inversion=None
+    ):
+        self.calls.append(dict(target=target, caption=caption, config=config))
+        return SimpleNamespace(
+            edit=ImageOps.invert(image),
+            reconstruction=image,
+            caption=caption or "auto",
+            edited_caption=(caption or "auto").replace("circle", "square"),
+            direction=SimpleNamespace(describe=lambda: {"kind": "word_swap"}),
+            timings={"inversion": 0.5, "edit": 0.25},
         )
-        return {
-            "edit": ImageOps.invert(image),
-            "reconstruction": image,
-            "caption": source or "auto",
-            "direction": f"{source} -> {target}",
-        }
 
 
 def test_run_edit_writes_every_output_and_the_record(tmp_path):
@@ -127,13 +132,15 @@ def test_run_edit_writes_every_output_and_the_record(tmp_path):
     job = new_job_dir(tmp_path, "edit")
     assert job.parent == (tmp_path / "jobs").resolve()
     settings = EditSettings(
-        target="circle->square", source="a red circle", steps=3, seed=7, method="pix2pix_zero"
-    )
+        target="circle->square", source="a red circle", steps=3, seed=7, method="pix2pix_zero",
+        contrastive_weight=2.5,
+    )  # fmt: skip
     outcome = run_edit(editor, image, settings, job, model="tiny")
-    # only the arguments the editor accepts were passed, with the user's values
-    assert editor.calls == [
-        dict(target="circle->square", source="a red circle", method="pix2pix_zero", steps=3, seed=7)
-    ]
+    (call,) = editor.calls
+    assert call["target"] == "circle->square" and call["caption"] == "a red circle"
+    config = call["config"]  # the page's settings reach the editor's EditConfig
+    assert (config.method, config.num_inference_steps, config.seed) == ("pix2pix_zero", 3, 7)
+    assert config.patch_nce.weight == 2.5 and config.cross_attention_guidance_amount == 0.1
     assert sorted(p.name for p in job.iterdir()) == sorted(
         ["input.png", "edit.png", "reconstruction.png", "comparison.png", "record.json"]
     )
@@ -141,10 +148,14 @@ def test_run_edit_writes_every_output_and_the_record(tmp_path):
     assert np.array_equal(saved, 255 - np.asarray(image))
     record = json.loads((job / "record.json").read_text())
     assert record["settings"]["seed"] == 7 and record["caption"] == "a red circle"
-    assert record["direction"] == "a red circle -> circle->square" and record["input_size"] == [56, 40]
+    assert record["edited_caption"] == "a red square" and record["direction"] == {"kind": "word_swap"}
+    assert record["input_size"] == [56, 40] and record["timings"] == {"inversion": 0.5, "edit": 0.25}
     assert outcome.record == record
     assert caption_of(editor, image) == "a red circle on a gray background"
     assert caption_of(object(), image) == ""
+    editor.caption_generator = None
+    with pytest.raises(ZeroconError, match="no captioner: type a caption"):
+        run_edit(editor, image, EditSettings(target="a square"), new_job_dir(tmp_path, "edit"), model="tiny")
 
 
 def _fake_run(runs: Path, name: str, method: dict) -> Path:

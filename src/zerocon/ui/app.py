@@ -25,6 +25,7 @@ from zerocon.ui.jobs import (
     check_upload,
     list_runs,
     load_editor,
+    load_translator,
     new_job_dir,
     resolve_run,
     run_edit,
@@ -36,17 +37,6 @@ log = logging.getLogger("zerocon.ui")
 
 EditorLoader = Callable[[str], Any]
 TranslatorLoader = Callable[[RunInfo, Path], Any]
-
-
-def load_translator(info: RunInfo, run_dir: Path) -> Any:
-    """A loaded CUT or LANIT translator for the run in ``run_dir``."""
-    if info.kind == "cut":
-        from zerocon.cut import CUTTranslator
-
-        return CUTTranslator.from_run(run_dir)
-    from zerocon.lanit import LANITTranslator
-
-    return LANITTranslator.from_run(run_dir)
 
 
 def _page_error(exc: BaseException) -> Exception:
@@ -140,7 +130,7 @@ def build_app(
             gr.DownloadButton(value=str(files["comparison"]), visible=True),
             gr.DownloadButton(value=str(files["record"]), visible=True),
             outcome.record,
-            f"Done in {outcome.record['seconds']} s: direction {outcome.direction or '(from the target)'}.",
+            f"Done in {outcome.record['seconds']} s. Edited caption: {outcome.edited_caption or '(direction given)'}.",
         )
 
     # -- Translate tab handlers ---------------------------------------------------------------------------
@@ -218,7 +208,7 @@ def build_app(
                         elem_id="edit-target",
                     )
                     method = gr.Radio(list(METHODS), value="zerocon", label="Method", elem_id="edit-method")
-                    with gr.Accordion("Settings", open=False):
+                    with gr.Row():
                         steps = gr.Slider(
                             1,
                             config.max_steps,
@@ -228,6 +218,7 @@ def build_app(
                             elem_id="edit-steps",
                         )
                         seed = gr.Number(value=0, precision=0, label="Seed", elem_id="edit-seed")
+                    with gr.Accordion("Guidance weights", open=False):
                         guidance_scale = gr.Slider(
                             0, 15, value=5.0, step=0.5, label="Classifier-free guidance"
                         )

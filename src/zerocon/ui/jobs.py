@@ -10,7 +10,6 @@ make the app read or write anywhere else.
 from __future__ import annotations
 
 import datetime as _dt
-import inspect
 import json
 import os
 import secrets
@@ -175,53 +174,70 @@ class EditOutcome:
     edit: Image.Image
     reconstruction: Image.Image
     caption: str
-    direction: str
+    edited_caption: str
     record: dict[str, Any]
     files: dict[str, Path]
 
 
 def load_editor(model: str) -> Any:
     """The project's ZeroConPipeline for ``model`` (bundled name, local folder or cached hub id)."""
-    from zerocon.edit import ZeroConPipeline
+    from zerocon.edit.pipeline import ZeroConPipeline
     from zerocon.models import resolve_model
 
     return ZeroConPipeline.from_pretrained(resolve_model(model))
 
 
 def caption_of(editor: Any, image: Image.Image) -> str:
-    """The editor's automatic caption of ``image``, or ``""`` when the model has no captioner."""
-    for name in ("caption", "generate_caption"):
-        method = getattr(editor, name, None)
-        if callable(method):
-            try:
-                return str(method(image)).strip()
-            except ZeroconError:
-                return ""
-    return ""
+    """The editor's automatic (BLIP) caption of ``image``, or ``""`` when the model has no captioner."""
+    if getattr(editor, "caption_generator", None) is None or not callable(
+        getattr(editor, "generate_caption", None)
+    ):
+        return ""
+    try:
+        return str(editor.generate_caption(image)).strip()
+    except ZeroconError:
+        return ""
+
+
+def edit_config(settings: EditSettings) -> Any:
+    """The editor's :class:`~zerocon.edit.pipeline.EditConfig` for the page's settings."""
+    from zerocon.edit.guidance import PatchNCEGuidance
+    from zerocon.edit.pipeline import EditConfig
+
+    return EditConfig(
+        method=settings.method,
+        num_inference_steps=int(settings.steps),
+        guidance_scale=float(settings.guidance_scale),
+        cross_attention_guidance_amount=float(settings.cross_attention_guidance_amount),
+        patch_nce=PatchNCEGuidance(weight=float(settings.contrastive_weight)),
+        seed=int(settings.seed),
+    )
 
 
 def run_edit(
-    editor: Any, image: Image.Image, settings: EditSettings, job_dir: Path, model: str
+    editor: Any,
+    image: Image.Image,
+    settings: EditSettings,
+    job_dir: Path,
+    model: str,
+    config_factory: Callable[[EditSettings], Any] = edit_config,
 ) -> EditOutcome:
-    """Run ``editor.edit`` on ``image`` and write edit / reconstruction / comparison / record into ``job_dir``."""
+    """Run ``editor.edit`` (a ZeroConPipeline) and write edit / reconstruction / comparison / record in ``job_dir``.
+
+    ``settings.source`` is the caption from the page (BLIP's, possibly corrected by the user); an empty one lets
+    the editor caption the photo itself.
+    """
     import time
 
     started = time.perf_counter()
-    kwargs: dict[str, Any] = {
-        "target": settings.target.strip(),
-        "source": (settings.source or "").strip() or None,
-        "method": settings.method,
-        "num_inference_steps": int(settings.steps),
-        "seed": int(settings.seed),
-        "guidance_scale": float(settings.guidance_scale),
-        "cross_attention_guidance_amount": float(settings.cross_attention_guidance_amount),
-        "contrastive_weight": float(settings.contrastive_weight),
-    }
-    result = editor.edit(image, **_accepted(editor.edit, kwargs))
-    edit_image, reconstruction = _field(result, "edit", "image"), _field(result, "reconstruction")
-    caption = str(_field(result, "caption", default=settings.source or ""))
-    direction = _field(result, "direction", default="")
-    direction = direction if isinstance(direction, str) else _describe(direction)
+    caption = (settings.source or "").strip() or None
+    if caption is None and getattr(editor, "caption_generator", None) is None:
+        raise ZeroconError("this model has no captioner: type a caption describing the photo")
+    result = editor.edit(
+        image, target=settings.target.strip(), caption=caption, config=config_factory(settings)
+    )
+    direction = result.direction
+    described = direction.describe() if hasattr(direction, "describe") else str(direction)
     files = {
         "input": job_dir / "input.png",
         "edit": job_dir / "edit.png",
@@ -230,55 +246,28 @@ def run_edit(
         "record": job_dir / "record.json",
     }
     save_image_atomic(image, files["input"])
-    save_image_atomic(edit_image, files["edit"])
-    save_image_atomic(reconstruction, files["reconstruction"])
+    save_image_atomic(result.edit, files["edit"])
+    save_image_atomic(result.reconstruction, files["reconstruction"])
     save_image_atomic(
-        side_by_side([image, reconstruction, edit_image], ["input", "reconstruction", "edit"]),
+        side_by_side([image, result.reconstruction, result.edit], ["input", "reconstruction", "edit"]),
         files["comparison"],
     )
     record = {
         "model": model,
         "settings": asdict(settings),
-        "caption": caption,
-        "direction": direction,
+        "caption": result.caption,
+        "edited_caption": result.edited_caption,
+        "direction": json.loads(json.dumps(described, default=str)),
         "input_size": list(image.size),
+        "output_size": list(result.edit.size),
+        "timings": {k: round(float(v), 3) for k, v in (result.timings or {}).items()},
         "seconds": round(time.perf_counter() - started, 3),
         "files": {k: v.name for k, v in files.items()},
     }
-    extra = _field(result, "record", default=None)
-    if isinstance(extra, dict):
-        record["editor"] = json.loads(json.dumps(extra, default=str))
     write_json(files["record"], record)
-    return EditOutcome(edit_image, reconstruction, caption, direction, record, files)
-
-
-def _accepted(fn: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The subset of ``kwargs`` that ``fn`` takes (all of them if it takes ``**kwargs``)."""
-    params = inspect.signature(fn).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return kwargs
-    return {k: v for k, v in kwargs.items() if k in params}
-
-
-_MISSING = object()
-
-
-def _field(result: Any, *names: str, default: Any = _MISSING) -> Any:
-    for name in names:
-        if isinstance(result, dict) and name in result:
-            return result[name]
-        if hasattr(result, name):
-            return getattr(result, name)
-    if default is _MISSING:
-        raise ZeroconError(f"the editor returned no '{names[0]}'")
-    return default
-
-
-def _describe(direction: Any) -> str:
-    for name in ("description", "name", "text"):
-        if isinstance(getattr(direction, name, None), str):
-            return getattr(direction, name)
-    return type(direction).__name__
+    return EditOutcome(
+        result.edit, result.reconstruction, result.caption, result.edited_caption, record, files
+    )
 
 
 # -- translation runs -------------------------------------------------------------------------------------
@@ -346,6 +335,17 @@ def resolve_run(runs: Path, name: str) -> RunInfo:
     raise ZeroconError(f"'{name}' is not a CUT or LANIT run in {Path(runs).resolve()}")
 
 
+def load_translator(info: RunInfo, run_dir: Path) -> Any:
+    """The run's translator: a :class:`~zerocon.cut.translate.CUTTranslator` or a LANIT ``Translator``."""
+    if info.kind == "cut":
+        from zerocon.cut.translate import CUTTranslator
+
+        return CUTTranslator.from_checkpoint(run_dir)
+    from zerocon.lanit.translate import Translator
+
+    return Translator.from_run(run_dir)
+
+
 def translate_images(
     translator: Any,
     info: RunInfo,
@@ -356,7 +356,15 @@ def translate_images(
     reference: Image.Image | None = None,
     seed: int = 0,
 ) -> list[Path]:
-    """Translate ``images`` with a loaded CUT / LANIT model and write one PNG per input into ``job_dir``."""
+    """Translate ``images`` with a loaded CUT / LANIT model and write one PNG per input into ``job_dir``.
+
+    CUT keeps each image's size. LANIT is latent-guided (one random style from ``seed`` towards ``to_words``)
+    or, with ``reference``, reference-guided (its domains from ``to_words`` when given, else from CLIP).
+    """
+    import torch
+
+    from zerocon.images import tensor_to_pil
+
     if info.kind == "cut":
         outputs = translator.translate(list(images))
     else:
@@ -367,8 +375,12 @@ def translate_images(
             raise ZeroconError(
                 f"unknown domain word(s) {', '.join(unknown)}; this run knows {', '.join(info.domains)}"
             )
-        kwargs = {"reference": reference} if reference is not None else {"to": list(to_words)}
-        outputs = translator.translate(list(images), seed=seed, **kwargs)
+        if reference is not None:
+            batch = translator.reference(list(images), reference, words=list(to_words) or None)
+        else:
+            generator = torch.Generator().manual_seed(int(seed))
+            batch = translator.latent(list(images), list(to_words), samples=1, generator=generator)[:, 0]
+        outputs = [tensor_to_pil(x) for x in batch]
     paths = []
     for index, (name, output) in enumerate(zip(names, outputs)):
         stem = Path(name).stem or f"image_{index}"

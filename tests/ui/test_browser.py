@@ -1,0 +1,147 @@
+"""The web app in a real browser: headless Debian Chromium driven by Playwright, the app served on localhost.
+
+The Edit tab runs with the bundled ShapesWorld model when it is installed, otherwise with a tiny random-weight
+ZeroConPipeline (with a tiny BLIP captioner) built by the editor's test helpers and saved to a temporary
+folder. Set ``ZEROCON_SCREENSHOT=docs/ui.png`` to save the page after an edit for the README.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from zerocon.models import BUNDLED
+from zerocon.ui.jobs import UIConfig
+
+pytestmark = pytest.mark.browser
+REPO = Path(__file__).resolve().parents[2]
+EDIT_TIMEOUT_MS = 300_000
+
+
+@pytest.fixture(scope="module")
+def edit_model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    if BUNDLED["shapes"].is_dir():
+        return "shapes"
+    sys.path.insert(0, str(REPO / "tests" / "edit"))
+    from tiny import save_tiny_pipeline
+
+    return str(save_tiny_pipeline(tmp_path_factory.mktemp("tiny_ui"), with_blip=True))
+
+
+@pytest.fixture(scope="module")
+def served(edit_model: str, tmp_path_factory: pytest.TempPathFactory):
+    import socket
+
+    from zerocon.ui.app import launch
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    root = tmp_path_factory.mktemp("ui")
+    config = UIConfig(
+        model=edit_model, port=port, workdir=root / "work", runs=root / "runs", max_upload_mb=1.0
+    )
+    demo, url = launch(config, block=False)
+    try:
+        yield config, url
+    finally:
+        demo.close()
+
+
+@pytest.fixture
+def page(browser, served):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(served[1])
+    page.wait_for_selector("#edit-upload")
+    yield page
+    context.close()
+
+
+def _scene(tmp_path: Path) -> Path:
+    from zerocon.shapes import render_seed
+
+    path = tmp_path / "scene.png"
+    render_seed(3).pil().save(path)
+    return path
+
+
+def _upload(page, selector: str, path: Path) -> None:
+    page.locator(f"{selector} input[type=file]").set_input_files(str(path))
+
+
+@pytest.mark.slow
+def test_upload_edit_see_result_and_download(page, served, tmp_path):
+    config, _ = served
+    _upload(page, "#edit-upload", _scene(tmp_path))
+    # the input appears and the caption is filled in by the model's captioner
+    page.wait_for_selector("#edit-input img")
+    page.wait_for_function(
+        "document.querySelector('#edit-caption textarea').value.trim().length > 0", timeout=EDIT_TIMEOUT_MS
+    )
+    caption = page.input_value("#edit-caption textarea")
+    page.fill("#edit-target textarea", "circle->square")
+    page.click("#edit-method >> text=word_swap")  # the cheapest method keeps this test short on a busy CPU
+    page.locator("#edit-steps input[type=number]").fill("2")
+    page.locator("#edit-steps input[type=number]").press("Enter")
+    page.click("#edit-run")
+    page.wait_for_selector("#edit-result img", timeout=EDIT_TIMEOUT_MS)
+    page.wait_for_selector("#dl-edit", state="visible")
+    assert "Done in" in page.inner_text("#edit-status")
+
+    with page.expect_download() as download_info:
+        page.click("#dl-edit")
+    downloaded = tmp_path / "downloaded.png"
+    download_info.value.save_as(downloaded)
+    image = Image.open(downloaded)
+    assert image.mode == "RGB" and min(image.size) >= 32
+
+    # the download is the file the job wrote in the app's own folder, and the record has the page's settings
+    jobs = sorted((config.workdir.resolve() / "jobs").glob("edit-*"))
+    assert jobs, "no job folder was written"
+    written = jobs[-1]
+    assert np.array_equal(np.asarray(Image.open(written / "edit.png")), np.asarray(image))
+    import json
+
+    record = json.loads((written / "record.json").read_text())
+    assert record["settings"]["target"] == "circle->square" and record["settings"]["steps"] == 2
+    assert record["caption"] == caption.strip()
+    with page.expect_download() as record_info:
+        page.click("#dl-record")
+    assert json.loads(Path(record_info.value.path()).read_text()) == record
+
+    shot = os.environ.get("ZEROCON_SCREENSHOT")
+    page.screenshot(path=str(REPO / shot) if shot else str(tmp_path / "ui.png"), full_page=True)
+
+
+def test_text_file_renamed_png_shows_the_error(page, tmp_path):
+    fake = tmp_path / "holiday.png"
+    fake.write_text("this is a text file, not a photo\n" * 3)
+    _upload(page, "#edit-upload", fake)
+    status = page.locator("#edit-status")
+    status.get_by_text("holiday.png: not an image file").wait_for()
+    assert page.locator("#edit-input img").count() == 0  # nothing is shown as if it were the photo
+    # asking for an edit anyway gives the same clear error, in the page
+    page.fill("#edit-target textarea", "circle->square")
+    page.click("#edit-run")
+    page.get_by_text("holiday.png: not an image file").first.wait_for()
+    assert page.locator("#edit-result img").count() == 0
+
+
+def test_too_large_upload_is_refused_in_the_page(page, tmp_path):
+    """Uploads above the app's size limit (1 MB here) are refused with a message, not processed."""
+    big = tmp_path / "big.bmp"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (700, 700, 3), dtype=np.uint8)).save(big)
+    assert big.stat().st_size > 1 << 20
+    _upload(page, "#edit-upload", big)
+    page.get_by_text("big.bmp", exact=False).first.wait_for()
+    page.wait_for_function(
+        "/file (size )?exceeds|too large|maximum/i.test(document.body.innerText)", timeout=30_000
+    )
+    assert page.locator("#edit-input img").count() == 0

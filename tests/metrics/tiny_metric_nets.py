@@ -140,3 +140,30 @@ def blob_image(size: int, seed: int, box: tuple[int, int, int, int] | None = Non
         array[y0:y1, x0:x1] = (220, 30, 30)
         image = Image.fromarray(array)
     return image
+
+
+def save_tiny_clipseg(folder: Path, seed: int = 0) -> Path:
+    """A tiny CLIPSegForImageSegmentation + processor (the ``--segmenter`` code path)."""
+    from transformers import CLIPSegConfig, CLIPSegForImageSegmentation, CLIPSegProcessor, ViTImageProcessor
+
+    tokenizer = _write_clip_tokenizer(folder / "seg_tok")
+    torch.manual_seed(seed)
+    config = CLIPSegConfig(
+        text_config={
+            "hidden_size": 32, "intermediate_size": 37, "num_attention_heads": 4, "num_hidden_layers": 2,
+            "vocab_size": len(tokenizer), "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id,
+        },
+        vision_config={
+            "hidden_size": 32, "intermediate_size": 37, "num_attention_heads": 4, "num_hidden_layers": 2,
+            "image_size": 32, "patch_size": 8,
+        },
+        projection_dim=16, reduce_dim=16, extract_layers=[1], decoder_num_attention_heads=2,
+        decoder_intermediate_size=32,
+    )  # fmt: skip
+    out = folder / "clipseg"
+    CLIPSegForImageSegmentation(config).eval().save_pretrained(out)
+    CLIPSegProcessor(
+        image_processor=ViTImageProcessor(size={"height": 32, "width": 32}), tokenizer=tokenizer
+    ).save_pretrained(out)
+    return out

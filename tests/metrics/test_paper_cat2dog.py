@@ -1,0 +1,83 @@
+"""benchmarks/paper_cat2dog.py: stops clearly without weights; its whole logic runs on tiny models."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[2]
+EDIT_TESTS = ROOT / "tests" / "edit"
+
+
+def _load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load("paper_cat2dog_under_test", ROOT / "benchmarks" / "paper_cat2dog.py")
+
+
+def test_without_weights_it_stops_with_a_clear_message(tmp_path, capsys):
+    code = bench.main(["--model", "no-such-org/stable-diffusion-v1-4", "--out", str(tmp_path / "o"),
+                       "--images", str(tmp_path)])  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    # an empty --images folder is reported first; with photos, the weights are
+    assert "no image files" in err
+    Image.new("RGB", (64, 64)).save(tmp_path / "cat.png")
+    assert bench.main(["--model", "no-such-org/stable-diffusion-v1-4", "--out", str(tmp_path / "o"),
+                       "--images", str(tmp_path)]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "no-such-org/stable-diffusion-v1-4" in err and "--model DIR" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_protocol_on_tiny_models(tmp_path, tiny_nets, shared_data):
+    tiny = _load("edit_tiny_for_benchmark", EDIT_TESTS / "tiny.py")
+    model = tiny.save_tiny_pipeline(tmp_path / "sd")
+    photos = tmp_path / "cats"
+    photos.mkdir()
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    for src in sorted((shared_data / "pix2pix-zero-test-images" / "cats").glob("*.png"))[:2]:
+        Image.open(src).convert("RGB").resize((64, 64)).save(photos / src.name)
+        mask = Image.new("L", (64, 64), 0)
+        mask.paste(255, (16, 16, 48, 48))
+        mask.save(masks / src.name)
+    out = tmp_path / "out"
+    code = bench.main([
+        "--model", str(model), "--images", str(photos), "--steps", "2", "--out", str(out),
+        "--clip", str(tiny_nets["clip"]), "--dino", str(tiny_nets["dino"]),
+        "--lpips-backbone", str(tiny_nets["lpips"]), "--masks", str(masks),
+    ])  # fmt: skip
+    assert code == 0
+    runs = json.loads((out / "metrics.json").read_text())["runs"]
+    assert [r["method"] for r in runs] == ["word_swap", "pix2pix_zero", "zerocon"]
+    for run in runs:
+        assert run["count"] == 2
+        assert set(run["metrics"]) == {"clip_accuracy", "bg_lpips", "structure_distance"}
+        assert 0.0 <= run["metrics"]["clip_accuracy"] <= 100.0
+        assert run["metrics"]["bg_lpips"] >= 0 and run["metrics"]["structure_distance"] >= 0
+    for method in ("word_swap", "pix2pix_zero", "zerocon"):
+        assert len(list((out / method).glob("*.png"))) == 2
+    table = (out / "metrics.md").read_text()
+    assert "| zerocon | 2 |" in table and "Structure dist. ↓" in table
+    assert (out / "metrics.png").is_file() and json.loads((out / "captions.json").read_text())
+
+
+def test_missing_metric_network_stops_before_editing(tmp_path, tiny_nets, capsys):
+    tiny = _load("edit_tiny_for_benchmark2", EDIT_TESTS / "tiny.py")
+    model = tiny.save_tiny_pipeline(tmp_path / "sd")
+    photos = tmp_path / "cats"
+    photos.mkdir()
+    Image.new("RGB", (64, 64), "gray").save(photos / "a.png")
+    code = bench.main(["--model", str(model), "--images", str(photos), "--steps", "1", "--out", str(tmp_path / "o"),
+                       "--clip", str(tiny_nets["clip"]), "--dino", str(tiny_nets["dino"])])  # fmt: skip
+    assert code == 2
+    assert "--lpips-backbone" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

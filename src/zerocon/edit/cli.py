@@ -228,6 +228,8 @@ def _inversion(
     pipe: Any, args: argparse.Namespace, path: Path, config: Any, model_key: str, source: str | None
 ) -> tuple[Any, bool]:
     """Invert ``path`` (or take it from the cache); returns the inversion and whether it was a cache hit."""
+    if pipe.caption_generator is not None:
+        source = None  # the caption comes from BLIP; the source word does not change the inversion
     settings = {**config.inversion_key(), "caption": args.caption, "source_if_no_blip": source}
     key = inversion_cache_key(path.read_bytes(), model_key, settings)
     if not args.no_cache:

@@ -494,9 +494,21 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
         def expand(x: torch.Tensor, scheduler: Any, t: Any) -> torch.Tensor:
             return scheduler.scale_model_input(torch.cat([x] * 2) if do_cfg else x, t)
 
+        # With the real-image recipe (negative prompt = the caption) both CFG halves of the reference pass
+        # get the same latent and the same text: compute one half and reuse it for the other.
+        halves_equal = do_cfg and torch.equal(prompt_embeds[:num_cond], prompt_embeds[num_cond:])
+
         def reference_step(i: int, t: Any, x: torch.Tensor) -> torch.Tensor:
-            noise = unet(expand(x, reference_scheduler, t), t, prompt_embeds, "record")
-            x = reference_scheduler.step(cfg(noise), t, x, **extra_step_kwargs).prev_sample
+            if halves_equal:
+                noise = unet(
+                    reference_scheduler.scale_model_input(x, t), t, prompt_embeds[num_cond:], "record"
+                )
+                for store in (book.reference_maps, book.reference_features):
+                    for name, value in store.items():
+                        store[name] = torch.cat([value, value])
+            else:
+                noise = cfg(unet(expand(x, reference_scheduler, t), t, prompt_embeds, "record"))
+            x = reference_scheduler.step(noise, t, x, **extra_step_kwargs).prev_sample
             _check_finite(x, "reference", i, t)
             return x
 
@@ -724,7 +736,7 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
 def _output_size(size: tuple[int, int], side: int) -> tuple[int, int]:
     from zerocon.images import fit_size
 
-    return fit_size(size, side)
+    return fit_size(size, side, multiple=1)
 
 
 @dataclass

@@ -1,0 +1,265 @@
+"""Speed of ZeroConPipeline against diffusers' StableDiffusionPix2PixZeroPipeline on the same components.
+
+Both pipelines are loaded with ``from_pretrained`` from one folder of random-weight components (so they hold
+equal but separate modules), get the same image, prompt, direction and generator seeds, and run the full
+pix2pix-zero job — ``invert`` then ``__call__`` — alternating in one process (peer, ours, ours-zerocon, then
+rotated), so machine load affects all of them alike. Reported per config: median wall time of each, the
+ratios, the peak resident memory above the pre-run baseline (sampled every 2 ms from /proc), and the max
+absolute difference of the inverted and the edited latents between the peer and ``method="pix2pix_zero"``
+(our inversion uses ``allow_zero_roll=True`` — the peer's offsets — so the latents are comparable).
+
+Configs:
+
+* ``tiny``: the diffusers fast-test layout (UNet block_out_channels (32, 64), 2 layers per block, one
+  cross-attention level; VAE (32, 64); CLIP text 32 wide, 5 layers), 32x32 images, 16x16 latents.
+* ``small_sd``: Stable Diffusion 1.5's block layout — down CrossAttnDown x3 + Down, up Up + CrossAttnUp x3,
+  2 layers per block, 8 attention heads, 4-block VAE (scale factor 8), 77-token CLIP text encoder — with
+  narrower channels: UNet (32, 64, 128, 128), VAE (16, 32, 64, 64), cross-attention / text width 64,
+  256x256 images, 32x32 latents (SD 1.5: 320..1280 channels, 768 text width, 512 px, 64x64 latents).
+
+Usage: ``python benchmarks/edit_speed.py [--steps 10] [--repeats 2] [--configs tiny small_sd]``; prints
+one JSON object on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "edit"))
+
+from tiny import save_tiny_pipeline, tiny_scheduler, write_clip_tokenizer  # noqa: E402
+
+PROMPT = "a photo of a cat"
+
+
+def save_small_sd(folder: Path, seed: int = 0) -> Path:
+    """SD 1.5's block layout with narrow channels (see the module docstring), saved with save_pretrained."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from zerocon.edit.pipeline import ZeroConPipeline
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=(
+            "CrossAttnDownBlock2D",
+            "CrossAttnDownBlock2D",
+            "CrossAttnDownBlock2D",
+            "DownBlock2D",
+        ),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        block_out_channels=(32, 64, 128, 128),
+        layers_per_block=2,
+        attention_head_dim=8,
+        cross_attention_dim=64,
+        norm_num_groups=16,
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D"] * 4,
+        up_block_types=["UpDecoderBlock2D"] * 4,
+        block_out_channels=[16, 32, 64, 64],
+        layers_per_block=2,
+        latent_channels=4,
+        norm_num_groups=16,
+        sample_size=256,
+    )
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            bos_token_id=0,
+            eos_token_id=2,
+            hidden_size=64,
+            intermediate_size=256,
+            num_attention_heads=4,
+            num_hidden_layers=4,
+            pad_token_id=1,
+            vocab_size=1000,
+            max_position_embeddings=77,
+        )
+    )
+    pipe = ZeroConPipeline(
+        vae=vae.eval(),
+        text_encoder=text_encoder.eval(),
+        tokenizer=write_clip_tokenizer(folder / "tok"),
+        unet=unet.eval(),
+        scheduler=tiny_scheduler(),
+    )
+    out = folder / "pipeline"
+    pipe.save_pretrained(out)
+    return out
+
+
+class PeakRSS:
+    """Peak resident set size (bytes) above the value at entry, sampled from /proc/self/statm."""
+
+    def __init__(self, interval: float = 0.002) -> None:
+        self.interval = interval
+        self.page = os.sysconf("SC_PAGE_SIZE")
+
+    def _rss(self) -> int:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * self.page
+
+    def __enter__(self) -> PeakRSS:
+        self.base = self._rss()
+        self.peak = self.base
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._rss())
+            time.sleep(self.interval)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._rss())
+
+    @property
+    def delta_mb(self) -> float:
+        return (self.peak - self.base) / 2**20
+
+
+def run_job(pipe, kind: str, image, source, target, steps: int) -> dict:
+    """invert + __call__ with the peer's recipe; returns times, peak memory and latents."""
+    extra_inv = {} if kind == "peer" else {"allow_zero_roll": True}
+    extra_call = {} if kind == "peer" else {"method": "pix2pix_zero" if kind == "ours" else "zerocon"}
+    with PeakRSS() as mem:
+        start = time.perf_counter()
+        inv = pipe.invert(
+            PROMPT,
+            image=image,
+            num_inference_steps=steps,
+            generator=torch.Generator().manual_seed(0),
+            output_type="latent",
+            **extra_inv,
+        ).latents
+        t_inv = time.perf_counter() - start
+        out = pipe(
+            PROMPT,
+            source_embeds=source,
+            target_embeds=target,
+            num_inference_steps=steps,
+            guidance_scale=5.0,
+            negative_prompt=PROMPT,
+            cross_attention_guidance_amount=0.1,
+            latents=inv,
+            generator=torch.Generator().manual_seed(1),
+            output_type="latent",
+            **extra_call,
+        ).images
+        total = time.perf_counter() - start
+    return {
+        "invert_s": t_inv,
+        "call_s": total - t_inv,
+        "total_s": total,
+        "peak_mb": mem.delta_mb,
+        "inv": inv,
+        "out": out,
+    }
+
+
+def bench_config(name: str, folder: Path, size: int, steps: int, repeats: int) -> dict:
+    from diffusers import DDIMInverseScheduler, StableDiffusionPix2PixZeroPipeline
+
+    from zerocon.edit.pipeline import ZeroConPipeline
+
+    ours = ZeroConPipeline.from_pretrained(folder)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        peer = StableDiffusionPix2PixZeroPipeline.from_pretrained(
+            folder, safety_checker=None, feature_extractor=None, requires_safety_checker=False
+        )
+    peer.inverse_scheduler = DDIMInverseScheduler.from_config(peer.scheduler.config)
+    for pipe in (ours, peer):
+        pipe.set_progress_bar_config(disable=True)
+    torch.manual_seed(3)
+    image = torch.rand(1, 3, size, size)
+    source = ours.get_embeds(["a photo of a cat", "a cat on the grass"])
+    target = ours.get_embeds(["a photo of a dog", "a dog on the grass"])
+
+    order = [("peer", peer), ("ours", ours), ("zerocon", ours)]
+    runs: dict[str, list[dict]] = {k: [] for k, _ in order}
+    for r in range(repeats):
+        rotated = order[r % 3 :] + order[: r % 3]
+        for kind, pipe in rotated:
+            runs[kind].append(run_job(pipe, kind, image, source, target, steps))
+
+    def med(kind: str, key: str) -> float:
+        return statistics.median(run[key] for run in runs[kind])
+
+    peer_t, ours_t, zc_t = med("peer", "total_s"), med("ours", "total_s"), med("zerocon", "total_s")
+    last = {k: v[-1] for k, v in runs.items()}
+    return {
+        "config": name,
+        "image_size": size,
+        "steps": steps,
+        "repeats": repeats,
+        "peer_s": round(peer_t, 3),
+        "ours_pix2pix_zero_s": round(ours_t, 3),
+        "ours_zerocon_s": round(zc_t, 3),
+        "speedup_pix2pix_zero": round(peer_t / ours_t, 3),
+        "speedup_zerocon_vs_peer": round(peer_t / zc_t, 3),
+        "peer_invert_s": round(med("peer", "invert_s"), 3),
+        "ours_invert_s": round(med("ours", "invert_s"), 3),
+        "peer_call_s": round(med("peer", "call_s"), 3),
+        "ours_pix2pix_zero_call_s": round(med("ours", "call_s"), 3),
+        "ours_zerocon_call_s": round(med("zerocon", "call_s"), 3),
+        "peer_peak_mb": round(max(run["peak_mb"] for run in runs["peer"]), 1),
+        "ours_pix2pix_zero_peak_mb": round(max(run["peak_mb"] for run in runs["ours"]), 1),
+        "ours_zerocon_peak_mb": round(max(run["peak_mb"] for run in runs["zerocon"]), 1),
+        "max_abs_diff_invert_latents": float((last["ours"]["inv"] - last["peer"]["inv"]).abs().max()),
+        "max_abs_diff_edit_latents": float((last["ours"]["out"] - last["peer"]["out"]).abs().max()),
+        "all_peer_totals_s": [round(run["total_s"], 3) for run in runs["peer"]],
+        "all_ours_totals_s": [round(run["total_s"], 3) for run in runs["ours"]],
+        "all_zerocon_totals_s": [round(run["total_s"], 3) for run in runs["zerocon"]],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--configs", nargs="+", default=["tiny", "small_sd"], choices=["tiny", "small_sd"])
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.configs:
+            if name == "tiny":
+                folder, size = save_tiny_pipeline(Path(tmp) / name), 32
+            else:
+                folder, size = save_small_sd(Path(tmp) / name), 256
+            results[name] = bench_config(name, folder, size, args.steps, args.repeats)
+    report = {
+        "benchmark": "edit_speed",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "load_average_at_end": os.getloadavg(),
+        "results": results,
+    }
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

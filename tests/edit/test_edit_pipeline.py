@@ -1,0 +1,240 @@
+"""Properties of ZeroConPipeline on tiny random components (loaded with from_pretrained from tmp_path)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from zerocon.contrastive import patch_nce_feature_loss
+from zerocon.edit.attention import AttentionBook, installed_processors
+from zerocon.edit.guidance import PatchNCEGuidance, patch_nce_guidance_loss
+from zerocon.edit.pipeline import EditConfig, ZeroConPipeline
+from zerocon.errors import ZeroconError
+
+
+def _photo(width: int = 40, height: int = 40, seed: int = 0) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray((rng.random((height, width, 3)) * 255).astype("uint8"))
+
+
+def _embeds(pipe):
+    return pipe.get_embeds(["a photo of a cat"]), pipe.get_embeds(["a photo of a dog"])
+
+
+def test_component_names_and_derived_inverse_scheduler(tiny_pipe):
+    names = set(tiny_pipe.components)
+    assert {"vae", "text_encoder", "tokenizer", "unet", "scheduler"} <= names
+    assert {"inverse_scheduler", "caption_generator", "caption_processor"} <= names
+    assert type(tiny_pipe.inverse_scheduler).__name__ == "DDIMInverseScheduler"
+    assert (
+        tiny_pipe.inverse_scheduler.config.num_train_timesteps
+        == tiny_pipe.scheduler.config.num_train_timesteps
+    )
+    assert not any(p.requires_grad for p in tiny_pipe.unet.parameters())
+
+
+def test_processors_are_restored_and_fast_attention_kept(tiny_pipe):
+    before = {k: type(v).__name__ for k, v in tiny_pipe.unet.attn_processors.items()}
+    src, tgt = _embeds(tiny_pipe)
+    tiny_pipe(
+        "a photo of a cat",
+        source_embeds=src,
+        target_embeds=tgt,
+        num_inference_steps=2,
+        output_type="latent",
+        generator=torch.Generator().manual_seed(0),
+    )
+    after = {k: type(v).__name__ for k, v in tiny_pipe.unet.attn_processors.items()}
+    assert before == after
+    assert set(before.values()) == {"AttnProcessor2_0"}
+
+
+def test_zero_direction_and_zero_guidance_give_the_reconstruction(tiny_pipe):
+    src, _ = _embeds(tiny_pipe)
+    latents = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    for method in ("word_swap", "pix2pix_zero", "zerocon"):
+        out = tiny_pipe(
+            "a photo of a cat",
+            source_embeds=src,
+            target_embeds=src,
+            latents=latents,
+            num_inference_steps=3,
+            guidance_scale=5.0,
+            cross_attention_guidance_amount=0.0,
+            patch_nce=PatchNCEGuidance(weight=0.0),
+            method=method,
+            output_type="latent",
+            return_reconstruction=True,
+            generator=torch.Generator().manual_seed(0),
+        )
+        assert torch.allclose(out.latents, out.reference_latents, atol=1e-5), method
+    # and a non-zero direction does change the result
+    _, tgt = _embeds(tiny_pipe)
+    moved = tiny_pipe(
+        "a photo of a cat",
+        source_embeds=src,
+        target_embeds=tgt,
+        latents=latents,
+        num_inference_steps=3,
+        method="word_swap",
+        output_type="latent",
+        return_reconstruction=True,
+    )
+    assert (moved.latents - moved.reference_latents).abs().max() > 1e-3
+
+
+def _losses(pipe, x, t, embeds, embeds_edit, reference_x, seed=0):
+    """Cross-attention and PatchNCE losses of latent ``x`` against the reference pass at ``reference_x``."""
+    book = AttentionBook(want_maps=True, want_features=True)
+    config = PatchNCEGuidance(num_patches=16)
+    with installed_processors(pipe.unet):
+        book.start("record")
+        with torch.no_grad():
+            pipe.unet(reference_x, t, encoder_hidden_states=embeds, cross_attention_kwargs={"book": book})
+        book.start("compare")
+        pipe.unet(x, t, encoder_hidden_states=embeds_edit, cross_attention_kwargs={"book": book})
+    nce = patch_nce_guidance_loss(
+        book.features, book.reference_features, x.shape[-2:], config, torch.Generator().manual_seed(seed)
+    )
+    return book.xa_loss, nce
+
+
+def test_one_guidance_step_lowers_both_losses(tiny_pipe):
+    pipe = tiny_pipe
+    src, tgt = _embeds(pipe)
+    embeds = pipe.encode_prompt("a photo of a cat", "cpu", 1, False)[0]
+    embeds_edit = embeds + (tgt - src)
+    reference_x = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(1))
+    t = torch.tensor(500)
+    x = reference_x + 0.3 * torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(2))
+    x = x.requires_grad_(True)
+    xa, nce = _losses(pipe, x, t, embeds, embeds_edit, reference_x)
+    (g_xa,) = torch.autograd.grad(xa, x, retain_graph=True)
+    (g_nce,) = torch.autograd.grad(nce, x)
+    assert g_xa.abs().sum() > 0 and g_nce.abs().sum() > 0
+    xa_after, _ = _losses(
+        pipe, (x - 1e-3 * g_xa / g_xa.norm()).detach().requires_grad_(), t, embeds, embeds_edit, reference_x
+    )
+    _, nce_after = _losses(
+        pipe, (x - 1e-2 * g_nce / g_nce.norm()).detach().requires_grad_(), t, embeds, embeds_edit, reference_x
+    )
+    assert xa_after.item() < xa.item()
+    assert nce_after.item() < nce.item()
+
+
+def test_patch_nce_guidance_equals_hand_computation():
+    torch.manual_seed(0)
+    tau = 0.07
+    query = torch.randn(1, 4, 3)  # (B, h*w, C) of a 2x2 map
+    key = torch.randn(1, 4, 3)
+    config = PatchNCEGuidance(patch_sizes=(1,), num_patches=4, temperature=tau)
+    value = patch_nce_guidance_loss(
+        {"l": query}, {"l": key}, (2, 2), config, torch.Generator().manual_seed(0)
+    )
+    q = torch.nn.functional.normalize(query[0], dim=-1).tolist()
+    k = torch.nn.functional.normalize(key[0], dim=-1).tolist()
+    total = 0.0
+    for i in range(4):
+        dot = [sum(a * b for a, b in zip(q[i], k[j])) for j in range(4)]
+        logits = [dot[i] / tau] + [(-10.0 if j == i else dot[j]) / tau for j in range(4)]
+        total += -logits[0] + math.log(sum(math.exp(v) for v in logits))
+    assert value.item() == pytest.approx(total / 4, rel=1e-5)
+    # and it is the project's PatchNCE on the folded maps
+    same = patch_nce_feature_loss(
+        query.transpose(1, 2).reshape(1, 3, 2, 2),
+        key.transpose(1, 2).reshape(1, 3, 2, 2),
+        num_patches=4,
+        patch_sizes=(1,),
+        temperature=tau,
+    )
+    assert value.item() == pytest.approx(same.item(), rel=1e-6)
+
+
+def test_v_prediction_edit_runs_and_moves(tiny_v_dir):
+    pipe = ZeroConPipeline.from_pretrained(tiny_v_dir)
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.scheduler.config.prediction_type == "v_prediction"
+    assert pipe.inverse_scheduler.config.prediction_type == "v_prediction"
+    result = pipe.edit(
+        _photo(),
+        target="cat->dog",
+        caption="a photo of a cat",
+        config=EditConfig(num_inference_steps=3, cross_attention_guidance_amount=0.01),
+    )
+    edit, rec = np.asarray(result.edit, dtype=float), np.asarray(result.reconstruction, dtype=float)
+    assert np.isfinite(edit).all() and np.abs(edit - rec).max() > 0
+
+
+def test_same_seed_same_image_and_non_square_output(tiny_blip_dir):
+    pipe = ZeroConPipeline.from_pretrained(tiny_blip_dir)
+    pipe.set_progress_bar_config(disable=True)
+    photo = _photo(width=64, height=40)
+    config = EditConfig(num_inference_steps=2, seed=7, caption_max_new_tokens=8)
+    a = pipe.edit(photo, target="cat->dog", config=config)
+    b = pipe.edit(photo, target="cat->dog", config=config)
+    assert a.caption == b.caption and a.caption.startswith("a photography of")
+    assert np.array_equal(np.asarray(a.edit), np.asarray(b.edit))
+    assert a.edit.size == a.reconstruction.size == (32, 20)  # input aspect ratio, longer side = model size
+    c = pipe.edit(
+        photo, target="cat->dog", config=EditConfig(num_inference_steps=2, seed=8, caption_max_new_tokens=8)
+    )
+    assert not torch.equal(a.inverted_latents, c.inverted_latents)
+    assert set(a.timings) >= {"caption", "inversion", "direction", "edit"}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"target": ""}, "empty"),
+        ({"target": "   "}, "empty"),
+        ({"target": "cat->cat"}, "identical"),
+        ({"target": "dog", "source": "dog"}, "identical"),
+        ({"target": "cat->dog", "config": EditConfig(method="magic")}, "unknown method"),
+    ],
+)
+def test_bad_requests_are_one_line_errors(tiny_pipe, kwargs, message):
+    with pytest.raises(ZeroconError, match=message) as info:
+        tiny_pipe.edit(_photo(), caption="a photo of a cat", **kwargs)
+    assert "\n" not in str(info.value)
+
+
+def test_bad_images_and_missing_captioner(tiny_pipe, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    with pytest.raises(ZeroconError, match="not an image"):
+        tiny_pipe.edit(bad, target="cat->dog", caption="a cat")
+    with pytest.raises(ZeroconError, match="too small"):
+        tiny_pipe.edit(_photo(16, 16), target="cat->dog", caption="a cat")
+    with pytest.raises(ZeroconError, match="no captioner"):
+        tiny_pipe.edit(_photo(), target="a photo of a dog")
+    gray = _photo().convert("L")
+    result = tiny_pipe.edit(
+        gray, target="cat->dog", config=EditConfig(num_inference_steps=1, method="word_swap")
+    )
+    assert result.caption == "a photo of a cat" and result.edit.mode == "RGB"
+
+
+def test_non_finite_latent_names_the_step(tiny_pipe):
+    src, tgt = _embeds(tiny_pipe)
+    latents = torch.randn(1, 4, 16, 16)
+    latents[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ZeroconError, match=r"NaN/Inf at reference step 0"):
+        tiny_pipe("a cat", source_embeds=src, target_embeds=tgt, latents=latents, num_inference_steps=2)
+    with pytest.raises(ZeroconError, match=r"inversion step 0"):
+        tiny_pipe.invert("a cat", latents=latents, num_inference_steps=2, output_type="latent")
+
+
+def test_missing_model_is_a_clear_error_never_random_weights(monkeypatch, tmp_path):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ZeroconError, match="pass --model DIR"):
+        ZeroConPipeline.from_pretrained("nobody-here/no-such-model")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ZeroconError, match="cannot load model"):
+        ZeroConPipeline.from_pretrained(empty)

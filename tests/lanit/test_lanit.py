@@ -78,6 +78,21 @@ def test_tiny_clip_round_trip_and_missing_weights(tiny_clip_dir, tiny_clip, tmp_
     (tmp_path / "broken" / "config.json").write_text(json.dumps(again.config.to_dict()))
     with pytest.raises(ZeroconError, match="cannot load model"):
         load_clip(str(tmp_path / "broken"))
+    assert tiny_clip.mean == (0.48145466, 0.4578275, 0.40821073)  # no processor saved: CLIP's constants
+
+
+def test_clip_normalisation_comes_from_a_saved_processor(tiny_clip_dir, tmp_path):
+    import shutil
+
+    from transformers import CLIPImageProcessor, CLIPProcessor, CLIPTokenizer
+
+    folder = tmp_path / "with_processor"
+    shutil.copytree(tiny_clip_dir, folder)
+    tok = CLIPTokenizer.from_pretrained(folder)
+    image_processor = CLIPImageProcessor(image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
+    CLIPProcessor(image_processor=image_processor, tokenizer=tok).save_pretrained(folder)
+    bundle = load_clip(str(folder))
+    assert bundle.mean == (0.5, 0.5, 0.5) and bundle.std == (0.5, 0.5, 0.5)
 
 
 def test_prompt_context_starts_at_the_template_word_embeddings(tiny_clip):
@@ -200,10 +215,10 @@ def test_steps_change_generator_and_prompts_with_finite_losses(tiny_clip, tmp_pa
 
 
 def test_prompts_frozen_before_prompt_start(tiny_clip, tmp_path, permissive):
-    method = LanitMethod(tiny_config(prompt_start=100), clip=tiny_clip)
+    method = LanitMethod(tiny_config(prompt_start=100, reference_pass=False), clip=tiny_clip)
     p0 = [p.detach().clone() for p in method.prompts.context]
     losses = _trainer(method, tmp_path / "run", 2).train()
-    assert "g_dr" not in losses
+    assert "g_dr" not in losses and "g_ref" not in losses and "g_latent" in losses
     assert all(torch.equal(a, b) for a, b in zip(p0, method.prompts.context))
 
 

@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction, name: str) -> None:
     )
     train.add_argument("--clip", default=None, help="CLIP hub id or local folder ('shapes-clip' = bundled)")
     train.add_argument("--img-size", type=int, default=None)
-    train.add_argument("--steps", type=int, default=None, help="training steps (default 150000; shapes 1500)")
+    train.add_argument("--steps", type=int, default=None, help="training steps (default 150000; shapes 800)")
     train.add_argument("--batch-size", type=int, default=8)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument(
@@ -100,7 +100,7 @@ def run_train(args: argparse.Namespace) -> int:
             raise ZeroconError(f"--resume: the run was trained on domains {saved['method'].get('domains')}")
     elif checkpoint.exists():
         raise ZeroconError(f"{out} already holds a run; use --resume or another --out")
-    steps = args.steps if args.steps is not None else (1500 if args.preset == "shapes" else 150_000)
+    steps = args.steps if args.steps is not None else (800 if args.preset == "shapes" else 150_000)
     dataset = LanitDataset.from_folder(args.data, cfg.img_size, cfg.augment)
     for message in dataset.skipped[:5]:
         print(f"skipped: {message}")

@@ -134,12 +134,20 @@ def load_clip(name_or_path: str) -> ClipBundle:
             "train with randomly initialised parts"
         )
     mean, std = OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
-    processor_file = Path(path) / "preprocessor_config.json"
-    if processor_file.is_file():  # a saved CLIPProcessor's normalisation; else CLIP's own constants
-        settings = json.loads(processor_file.read_text())
-        mean = tuple(settings.get("image_mean", mean))
-        std = tuple(settings.get("image_std", std))
+    settings = image_processor_settings(Path(path))
+    mean = tuple(settings.get("image_mean", mean))
+    std = tuple(settings.get("image_std", std))
     return from_model(model, tokenizer, mean, std, name=str(name_or_path))
+
+
+def image_processor_settings(folder: Path) -> dict[str, Any]:
+    """The saved image-processor settings of a model folder (older ``preprocessor_config.json`` or the
+    ``image_processor`` entry of transformers 5's ``processor_config.json``); empty if there are none."""
+    if (folder / "preprocessor_config.json").is_file():
+        return json.loads((folder / "preprocessor_config.json").read_text())
+    if (folder / "processor_config.json").is_file():
+        return json.loads((folder / "processor_config.json").read_text()).get("image_processor", {})
+    return {}
 
 
 def from_model(

@@ -315,3 +315,27 @@ def test_networks_shapes_and_ema():
     assert torch.allclose(after, before + 0.1, atol=1e-6)
     with pytest.raises(ValueError):
         NetworkConfig(img_size=48)
+
+
+def test_train_cli_runs_resumes_and_refuses_other_domains(tiny_clip_dir, tmp_path):
+    from zerocon.cli import main
+    from zerocon.io import load_checkpoint
+
+    data = tmp_path / "data"
+    data.mkdir()
+    g = torch.Generator().manual_seed(0)
+    for i in range(4):
+        pixels = (torch.rand(20, 20, 3, generator=g) * 255).byte().numpy()
+        Image.fromarray(pixels).resize((40, 40)).save(data / f"{i}.png")
+    (data / "broken.png").write_bytes(b"not an image")
+    base = ["lanit", "train", "--data", str(data), "--domains", "red,blue,circle", "--preset", "shapes",
+            "--img-size", "16", "--clip", str(tiny_clip_dir), "--template", "a photo of the {}.",
+            "--batch-size", "2", "--out", str(tmp_path / "run"), "--no-progress", "--prompt-start", "1"]  # fmt: skip
+    assert main([*base, "--steps", "2"]) == 0
+    assert main([*base, "--steps", "2"]) == 2  # the run exists: needs --resume
+    assert main([*base, "--steps", "3", "--resume"]) == 0
+    _, config = load_checkpoint(tmp_path / "run" / "checkpoint")
+    assert config["step"] == 3 and config["method"]["domains"] == ["red", "blue", "circle"]
+    assert config["method"]["empty"] == "slack" and config["method"]["top_k"] == 2
+    other = [a if a != "red,blue,circle" else "red,blue" for a in base]
+    assert main([*other, "--steps", "4", "--resume"]) == 2

@@ -126,7 +126,10 @@ def load_clip(name_or_path: str) -> ClipBundle:
         model, info = CLIPModel.from_pretrained(path, output_loading_info=True)
         tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as exc:
-        raise missing_weights_error(str(name_or_path), exc) from exc
+        message = str(missing_weights_error(str(name_or_path), exc))
+        raise ZeroconError(
+            message.replace("--model shapes", "--clip shapes-clip").replace("--model", "--clip")
+        ) from exc
     missing = [k for k in info.get("missing_keys", []) if "position_ids" not in k]
     if missing:
         raise ZeroconError(

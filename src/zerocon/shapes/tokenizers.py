@@ -38,12 +38,12 @@ def build_clip_tokenizer(folder: str | os.PathLike, max_length: int = CLIP_MAX_L
         add(ch)
         add(ch + "</w>")
     for word in VOCABULARY:
-        symbols = [*word[:-1], word[-1] + "</w>"]
+        # apply the merges so far the way BPE does (lowest rank first), then add merges that join what is
+        # left from left to right; new merges rank last, so the words before are not affected
+        symbols = _bpe([*word[:-1], word[-1] + "</w>"], {m: i for i, m in enumerate(merges)})
         current = symbols[0]
         for sym in symbols[1:]:
-            merge = f"{current} {sym}"
-            if merge not in merges:
-                merges.append(merge)
+            merges.append(f"{current} {sym}")
             current += sym
             add(current)
     (folder / "vocab.json").write_text(json.dumps(vocab, indent=0))
@@ -57,6 +57,19 @@ def build_clip_tokenizer(folder: str | os.PathLike, max_length: int = CLIP_MAX_L
         pad_token=EOS,
         unk_token=EOS,
     )
+
+
+def _bpe(symbols: list[str], ranks: dict[str, int]) -> list[str]:
+    """Byte-pair encoding of one word: repeatedly merge the adjacent pair with the lowest rank."""
+    symbols = list(symbols)
+    while len(symbols) > 1:
+        pairs = [(ranks.get(f"{a} {b}"), i) for i, (a, b) in enumerate(zip(symbols, symbols[1:]))]
+        pairs = [p for p in pairs if p[0] is not None]
+        if not pairs:
+            break
+        _, i = min(pairs)
+        symbols[i : i + 2] = [symbols[i] + symbols[i + 1]]
+    return symbols
 
 
 BERT_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")

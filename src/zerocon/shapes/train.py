@@ -71,6 +71,11 @@ class ClipConfig(StageConfig):
     batch_size: int = 64
     init_from: str = ""
     """Continue from this CLIP folder instead of a fresh model (tokenizer taken from there too)."""
+    new_vision: bool = False
+    """With ``init_from``: keep its text tower and projection but build a fresh vision tower from this
+    config's ``hidden`` / ``layers`` / ``heads`` / ``patch`` (e.g. finer patches)."""
+    vision_layers: int = 0
+    """Layers of the vision tower (0 = ``layers``)."""
     freeze_text: bool = False
     """Train only the vision tower, its projection and the temperature: the text encoder's hidden states
     (the UNet's conditioning) stay exactly as they were."""
@@ -230,7 +235,7 @@ def build_clip(cfg: ClipConfig, tokenizer: Any) -> Any:
     vision = dict(
         hidden_size=cfg.hidden,
         intermediate_size=2 * cfg.hidden,
-        num_hidden_layers=cfg.layers,
+        num_hidden_layers=cfg.vision_layers or cfg.layers,
         num_attention_heads=cfg.heads,
         image_size=64,
         patch_size=cfg.patch,
@@ -310,6 +315,11 @@ def train_clip(run_dir: str | os.PathLike, cfg: ClipConfig) -> dict:
 
         tokenizer = CLIPTokenizer.from_pretrained(cfg.init_from)
         model = CLIPModel.from_pretrained(cfg.init_from)
+        if cfg.new_vision:
+            fresh = build_clip(cfg, tokenizer)
+            fresh.text_model.load_state_dict(model.text_model.state_dict())
+            fresh.text_projection.load_state_dict(model.text_projection.state_dict())
+            model = fresh
     else:
         tokenizer = build_clip_tokenizer(run / "clip_tokenizer_src")
         model = build_clip(cfg, tokenizer)
@@ -642,7 +652,7 @@ def train_unet(run_dir: str | os.PathLike, cfg: UnetConfig) -> dict:
     ema = build_unet(cfg, text_states.shape[-1])
     ema.load_state_dict(unet.state_dict())
     ema.requires_grad_(False)
-    noise_sched = DDPMScheduler(**sd_scheduler_config())
+    noise_sched = DDPMScheduler.from_config(sd_scheduler_config())
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
     log = _Log(out, cfg)

@@ -1,0 +1,67 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from zerocon.errors import ZeroconError
+from zerocon.shapes.data import HELD_OUT_CAPTIONS, TRAIN_CAPTIONS
+from zerocon.shapes.tokenizers import build_bert_tokenizer, build_clip_tokenizer
+from zerocon.shapes.train import psnr, run_stage
+from zerocon.shapes.world import VOCABULARY, all_captions
+
+TINY = {"steps": 3, "n_train": 32, "n_val": 8, "eval_every": 3, "save_every": 3, "batch_size": 8}
+
+
+def test_held_out_captions_cover_every_attribute_in_training():
+    assert len(HELD_OUT_CAPTIONS) == 8 and not set(HELD_OUT_CAPTIONS) & set(TRAIN_CAPTIONS)
+    assert len(TRAIN_CAPTIONS) + len(HELD_OUT_CAPTIONS) == len(all_captions())
+    for word in VOCABULARY:
+        assert any(word in c.split() for c in TRAIN_CAPTIONS), word
+
+
+def test_tokenizers_make_one_token_per_word(tmp_path):
+    clip_tok = build_clip_tokenizer(tmp_path / "clip")
+    for caption in all_captions()[:10]:
+        ids = clip_tok(caption).input_ids
+        assert len(ids) == 9 and ids[0] == clip_tok.bos_token_id and ids[-1] == clip_tok.eos_token_id
+        assert clip_tok.decode(ids, skip_special_tokens=True).strip() == caption
+    bert = build_bert_tokenizer(tmp_path / "bert")
+    ids = bert("a red circle on a gray background").input_ids
+    assert len(ids) == 9 and bert.unk_token_id not in ids
+
+
+@pytest.mark.parametrize("stage", ["clip", "vae", "blip"])
+def test_same_command_and_seed_give_same_metrics(tmp_path, stage):
+    a = run_stage(stage, tmp_path / "a", {**TINY, "seed": 3})
+    b = run_stage(stage, tmp_path / "b", {**TINY, "seed": 3})
+    assert a["metrics"] == b["metrics"] and a["steps_done"] == 3
+    weights = "model.safetensors" if stage != "vae" else "diffusion_pytorch_model.safetensors"
+    wa = load_file(tmp_path / "a" / stage / "model" / weights)
+    wb = load_file(tmp_path / "b" / stage / "model" / weights)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    curve = [json.loads(line) for line in (tmp_path / "a" / stage / "curve.jsonl").read_text().splitlines()]
+    assert curve and curve[0]["step"] == 3
+
+
+def test_different_seed_gives_different_weights(tmp_path):
+    run_stage("clip", tmp_path / "a", {**TINY, "seed": 1})
+    run_stage("clip", tmp_path / "b", {**TINY, "seed": 2})
+    wa = load_file(tmp_path / "a" / "clip" / "model" / "model.safetensors")
+    wb = load_file(tmp_path / "b" / "clip" / "model" / "model.safetensors")
+    assert not all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_unknown_stage_or_setting_fails(tmp_path):
+    with pytest.raises(ZeroconError):
+        run_stage("gan", tmp_path, {})
+    with pytest.raises(ZeroconError):
+        run_stage("clip", tmp_path, {"nonsense": 1})
+
+
+def test_psnr_matches_definition():
+    a = torch.zeros(1, 3, 4, 4)
+    b = torch.full((1, 3, 4, 4), 0.2)  # 0.1 on the [0, 1] scale -> MSE 0.01 -> 20 dB
+    assert abs(psnr(a, b).item() - 20.0) < 1e-4
+    assert np.isclose(psnr(a, a).item(), 100.0)

@@ -18,8 +18,6 @@ the loss is evaluated for all images and channels at once (per-channel rolls by 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
 
@@ -85,9 +83,59 @@ def kl_divergence(noise: torch.Tensor) -> torch.Tensor:
     return var + mean**2 - 1 - torch.log(var + 1e-7)
 
 
+def auto_corr_grad(noise: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """Gradient of :func:`auto_corr_loss` with respect to ``noise``, in closed form.
+
+    At a level with map n of N = h*w pixels, d(mean(n * roll(n, d))^2)/dn = 2 a / N (roll(n, d) + roll(n, -d));
+    average pooling by 2 sends a gradient back as a quarter to each of its four inputs (odd edges get none).
+    """
+    levels = [noise]
+    for _ in range(offsets.shape[-1] - 1):
+        levels.append(F.avg_pool2d(levels[-1], kernel_size=2))
+    grad = None
+    for level in reversed(range(offsets.shape[-1])):
+        n = levels[level]
+        shift = offsets[..., level]
+        count = n.shape[-1] * n.shape[-2]
+        level_grad = torch.zeros_like(n)
+        for dim in (2, 3):
+            forward = _roll_each(n, shift, dim)
+            backward = _roll_each(n, -shift, dim)
+            corr = (n * forward).mean(dim=(2, 3), keepdim=True)
+            level_grad = level_grad + (2.0 / count) * corr * (forward + backward)
+        if grad is not None:
+            up = grad.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3) / 4
+            up = F.pad(up, (0, n.shape[-1] - up.shape[-1], 0, n.shape[-2] - up.shape[-2]))
+            level_grad = level_grad + up
+        grad = level_grad
+    return grad
+
+
+def kl_grad(noise: torch.Tensor) -> torch.Tensor:
+    """Gradient of :func:`kl_divergence` with respect to ``noise``, in closed form."""
+    count = noise.numel()
+    mean = noise.mean()
+    var = noise.var()
+    return (2.0 / (count - 1)) * (noise - mean) * (1 - 1 / (var + 1e-7)) + 2 * mean / count
+
+
+def epsilon_coefficients(prediction_type: str, alpha_prod: torch.Tensor | float) -> tuple[float, float]:
+    """(a, b) with epsilon = a * model_output + b * sample for a scheduler's prediction type."""
+    alpha = float(alpha_prod)
+    if prediction_type == "epsilon":
+        return 1.0, 0.0
+    if prediction_type == "v_prediction":
+        return alpha**0.5, (1 - alpha) ** 0.5
+    if prediction_type == "sample":
+        return -(alpha**0.5) / (1 - alpha) ** 0.5, 1 / (1 - alpha) ** 0.5
+    raise ValueError(f"prediction_type {prediction_type!r} must be epsilon, sample or v_prediction")
+
+
 def regularize_noise(
     model_output: torch.Tensor,
-    to_epsilon: Callable[[torch.Tensor], torch.Tensor],
+    sample: torch.Tensor,
+    prediction_type: str,
+    alpha_prod: torch.Tensor | float,
     generator: torch.Generator | None = None,
     lambda_auto_corr: float = 20.0,
     lambda_kl: float = 20.0,
@@ -97,23 +145,22 @@ def regularize_noise(
 ) -> torch.Tensor:
     """Gradient steps on the UNet output so that the noise it implies looks i.i.d. N(0, 1).
 
-    ``to_epsilon`` maps the model output to the predicted noise (identity for epsilon prediction; linear for
-    v- and sample prediction), so the losses are always measured on the noise and the update is applied to
-    the model output, as in diffusers.
+    The noise is ``epsilon = a * output + b * sample`` (:func:`epsilon_coefficients`), so the losses are always
+    measured on the noise and the update ``-lambda * a * dL/depsilon`` is applied to the model output, as in
+    diffusers (which differentiates through its ``get_epsilon``). Gradients are in closed form.
     """
+    a, b = epsilon_coefficients(prediction_type, alpha_prod)
+
+    def to_epsilon(out: torch.Tensor) -> torch.Tensor:
+        return out if b == 0.0 and a == 1.0 else a * out + b * sample
+
     output = model_output.detach()
-    with torch.enable_grad():
-        for _ in range(num_reg_steps):
-            if lambda_auto_corr > 0:
-                for _ in range(num_auto_corr_rolls):
-                    var = output.detach().clone().requires_grad_(True)
-                    offsets = draw_roll_offsets(var.shape, generator, allow_zero_roll)
-                    loss = auto_corr_loss(to_epsilon(var), offsets)
-                    (grad,) = torch.autograd.grad(loss, var)
-                    output = output - lambda_auto_corr * (grad / num_auto_corr_rolls)
-            if lambda_kl > 0:
-                var = output.detach().clone().requires_grad_(True)
-                (grad,) = torch.autograd.grad(kl_divergence(to_epsilon(var)), var)
-                output = output - lambda_kl * grad
-            output = output.detach()
+    for _ in range(num_reg_steps):
+        if lambda_auto_corr > 0:
+            for _ in range(num_auto_corr_rolls):
+                offsets = draw_roll_offsets(output.shape, generator, allow_zero_roll)
+                grad = a * auto_corr_grad(to_epsilon(output), offsets)
+                output = output - lambda_auto_corr * (grad / num_auto_corr_rolls)
+        if lambda_kl > 0:
+            output = output - lambda_kl * (a * kl_grad(to_epsilon(output)))
     return output

@@ -330,7 +330,9 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
                 if num_reg_steps > 0:
                     noise_pred = regularize_noise(
                         noise_pred,
-                        lambda out, sample=sample, t=t: self.get_epsilon(out, sample, t),
+                        sample,
+                        self.inverse_scheduler.config.prediction_type,
+                        self.inverse_scheduler.alphas_cumprod[t],
                         generator=reg_generator,
                         lambda_auto_corr=lambda_auto_corr,
                         lambda_kl=lambda_kl,

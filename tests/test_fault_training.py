@@ -156,6 +156,49 @@ def test_cut_nan_loss_stops_with_step_and_loss_after_last_good_checkpoint(tmp_pa
     assert all(torch.isfinite(t).all() for t in tensors["networks"].values())
 
 
+@pytest.fixture(scope="module")
+def lanit_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Six ShapesWorld scenes and a tiny random CLIP (the LANIT tests' builder) saved to a folder."""
+    from zerocon.shapes import render_seed
+
+    root = tmp_path_factory.mktemp("lanit_data")
+    (root / "images").mkdir()
+    for seed in range(6):
+        render_seed(seed).pil().save(root / "images" / f"scene_{seed}.png")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "lanit_tiny_clip", SRC.parent / "tests" / "lanit" / "conftest.py"
+    )
+    helpers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(helpers)
+    return root / "images", helpers.make_tiny_clip(root / "clip")
+
+
+def _lanit_train(data: tuple[Path, Path], run: Path, steps: int, *extra: str) -> list[str]:
+    images, clip = data
+    return [
+        "lanit", "train", "--data", str(images), "--domains", "red,blue,circle,square", "--preset", "shapes",
+        "--clip", str(clip), "--img-size", "32", "--batch-size", "2", "--steps", str(steps),
+        "--prompt-start", "2", "--checkpoint-every", "2", "--sample-every", "3", "--no-progress",
+        "--out", str(run), *extra,
+    ]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_lanit_killed_and_resumed_matches_uninterrupted(tmp_path, lanit_data):
+    steps = 6
+    full = zerocon(*_lanit_train(lanit_data, tmp_path / "full", steps))
+    assert full.returncode == 0, full.stderr[-2000:]
+    run = tmp_path / "killed"
+    kill_after_first_checkpoint(_lanit_train(lanit_data, run, steps), run, steps)
+    resumed = zerocon(*_lanit_train(lanit_data, run, steps, "--resume"))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert checkpoint_step(run) == steps
+    # generator, mapping, style encoder, discriminator, their EMA copies, the learned prompts and all optimizers
+    assert assert_same_checkpoint(tmp_path / "full", run) > 50
+
+
 def test_trainer_refuses_to_checkpoint_non_finite_weights(tmp_path):
     """Finite losses with non-finite gradients: the trainer stops at the checkpoint instead of saving NaNs."""
     from torch import nn

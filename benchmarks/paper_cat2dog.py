@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=50, help="DDIM steps of inversion and edit (paper: 50)")
     p.add_argument("--limit", type=int, default=None, help="edit only the first N photos")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--no-templates", action="store_true", help="directions from the two words only (no sentence banks)"
+    )
     p.add_argument("--clip", default=DEFAULT_CLIP)
     p.add_argument("--dino", default=DEFAULT_DINO)
     p.add_argument("--lpips-backbone", default=None)
@@ -107,7 +110,6 @@ def load_metric_networks(args: argparse.Namespace, metrics: tuple[str, ...]) -> 
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Edit every photo with every method, score the edits and write the report; returns one run per method."""
-    from zerocon.edit.pipeline import EditConfig, ZeroConPipeline
     from zerocon.errors import ZeroconError
     from zerocon.images import image_folder
     from zerocon.io import save_image_atomic, write_json
@@ -124,19 +126,24 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     photos = image_folder(args.images, recursive=False)[: args.limit]
     check_model_available(args.model, args.download)
     nets = load_metric_networks(args, metrics)
+    from zerocon.edit.pipeline import EditConfig, ZeroConPipeline
+
     pipe = ZeroConPipeline.from_pretrained(args.model).to(args.device)
     pipe.set_progress_bar_config(disable=True)
 
     out = Path(args.out)
     timings: dict[str, float] = {m: 0.0 for m in methods}
     captions: dict[str, str] = {}
+    templates = not args.no_templates
     for index, photo in enumerate(photos):
-        base = EditConfig(num_inference_steps=args.steps, seed=args.seed)
+        base = EditConfig(num_inference_steps=args.steps, seed=args.seed, use_templates=templates)
         inversion = pipe.invert_image(photo, source=args.source, config=base)
         captions[photo.stem] = inversion.caption
         for method in methods:
             start = time.perf_counter()
-            config = EditConfig(method=method, num_inference_steps=args.steps, seed=args.seed)
+            config = EditConfig(
+                method=method, num_inference_steps=args.steps, seed=args.seed, use_templates=templates
+            )
             result = pipe.edit(
                 photo, target=args.target, source=args.source, config=config, inversion=inversion
             )
@@ -156,7 +163,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             segmenter=nets.get("segmenter"),
         )  # fmt: skip
         result["method"] = method
-        result["settings"].update(model=args.model, steps=args.steps, seed=args.seed)
+        result["settings"].update(model=args.model, steps=args.steps, seed=args.seed, templates=templates)
         result["seconds_per_edit"] = timings[method] / max(1, len(photos))
         runs.append(result)
     write_report(runs, out)

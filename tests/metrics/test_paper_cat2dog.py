@@ -6,6 +6,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,6 +38,7 @@ def test_without_weights_it_stops_with_a_clear_message(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_protocol_on_tiny_models(tmp_path, tiny_nets, shared_data):
     tiny = _load("edit_tiny_for_benchmark", EDIT_TESTS / "tiny.py")
     model = tiny.save_tiny_pipeline(tmp_path / "sd")
@@ -44,14 +46,14 @@ def test_protocol_on_tiny_models(tmp_path, tiny_nets, shared_data):
     photos.mkdir()
     masks = tmp_path / "masks"
     masks.mkdir()
-    for src in sorted((shared_data / "pix2pix-zero-test-images" / "cats").glob("*.png"))[:2]:
+    for src in sorted((shared_data / "pix2pix-zero-test-images" / "cats").glob("*.png"))[:1]:
         Image.open(src).convert("RGB").resize((64, 64)).save(photos / src.name)
         mask = Image.new("L", (64, 64), 0)
         mask.paste(255, (16, 16, 48, 48))
         mask.save(masks / src.name)
     out = tmp_path / "out"
     code = bench.main([
-        "--model", str(model), "--images", str(photos), "--steps", "2", "--out", str(out),
+        "--model", str(model), "--images", str(photos), "--steps", "1", "--no-templates", "--out", str(out),
         "--clip", str(tiny_nets["clip"]), "--dino", str(tiny_nets["dino"]),
         "--lpips-backbone", str(tiny_nets["lpips"]), "--masks", str(masks),
     ])  # fmt: skip
@@ -59,20 +61,20 @@ def test_protocol_on_tiny_models(tmp_path, tiny_nets, shared_data):
     runs = json.loads((out / "metrics.json").read_text())["runs"]
     assert [r["method"] for r in runs] == ["word_swap", "pix2pix_zero", "zerocon"]
     for run in runs:
-        assert run["count"] == 2
+        assert run["count"] == 1
         assert set(run["metrics"]) == {"clip_accuracy", "bg_lpips", "structure_distance"}
         assert 0.0 <= run["metrics"]["clip_accuracy"] <= 100.0
         assert run["metrics"]["bg_lpips"] >= 0 and run["metrics"]["structure_distance"] >= 0
     for method in ("word_swap", "pix2pix_zero", "zerocon"):
-        assert len(list((out / method).glob("*.png"))) == 2
+        assert len(list((out / method).glob("*.png"))) == 1
     table = (out / "metrics.md").read_text()
-    assert "| zerocon | 2 |" in table and "Structure dist. ↓" in table
+    assert "| zerocon | 1 |" in table and "Structure dist. ↓" in table
     assert (out / "metrics.png").is_file() and json.loads((out / "captions.json").read_text())
 
 
 def test_missing_metric_network_stops_before_editing(tmp_path, tiny_nets, capsys):
-    tiny = _load("edit_tiny_for_benchmark2", EDIT_TESTS / "tiny.py")
-    model = tiny.save_tiny_pipeline(tmp_path / "sd")
+    model = tmp_path / "sd"  # any folder passes the weights check; metric networks are loaded before it
+    model.mkdir()
     photos = tmp_path / "cats"
     photos.mkdir()
     Image.new("RGB", (64, 64), "gray").save(photos / "a.png")

@@ -27,6 +27,7 @@ Each (scene, task) is run with several edit seeds; the tables give the mean and 
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -62,6 +63,8 @@ class BenchConfig:
     """What ShapesBench runs; the issue's full setting is 200 scenes x 3 seeds x 50 steps."""
 
     scenes: int = 200
+    start: int = 0
+    """Index of the first scene (to split one bench over several processes; see :func:`merge_results`)."""
     seeds: tuple[int, ...] = (0, 1, 2)
     steps: int = 50
     """DDIM steps of inversion, edit and SDEdit."""
@@ -196,13 +199,13 @@ def run_bench(cfg: BenchConfig, out: str | os.PathLike, progress: bool = True) -
     out.mkdir(parents=True, exist_ok=True)
     pipe = ZeroConPipeline.from_pretrained(cfg.model)
     pipe.set_progress_bar_config(disable=True)
-    specs = bench_scenes(cfg.scenes)
+    specs = bench_scenes(cfg.start + cfg.scenes)[cfg.start :]
     records: list[dict[str, Any]] = []
     examples: dict[str, list[tuple[Image.Image, Image.Image, dict[str, Image.Image]]]] = {
         t: [] for t in cfg.tasks
     }
     start = time.time()
-    for i, spec in enumerate(specs):
+    for i, spec in enumerate(specs, start=cfg.start):
         scene = render(spec)
         image = scene.pil()
         rng = np.random.default_rng([BENCH_SEED, i])
@@ -258,7 +261,7 @@ def run_bench(cfg: BenchConfig, out: str | os.PathLike, progress: bool = True) -
                 if seed == cfg.seeds[0] and len(examples[task]) < cfg.grid_scenes:
                     examples[task].append((image, render(tgt).pil(), shown))
         if progress:
-            print(f"scene {i + 1}/{len(specs)} done, {time.time() - start:.0f}s", flush=True)
+            print(f"scene {i + 1 - cfg.start}/{len(specs)} done, {time.time() - start:.0f}s", flush=True)
     summary = summarise(records, cfg)
     result = {
         "config": asdict(cfg),
@@ -271,6 +274,42 @@ def run_bench(cfg: BenchConfig, out: str | os.PathLike, progress: bool = True) -
     for task, rows in examples.items():
         if rows:
             save_image_atomic(example_grid(rows, cfg.methods), out / f"grid_{task}.png")
+    return result
+
+
+def merge_results(folders: list[str | os.PathLike], out: str | os.PathLike) -> dict[str, Any]:
+    """Merge the ``results.json`` of bench runs over disjoint scene ranges (same settings otherwise)."""
+    parts = [json.loads((Path(f) / "results.json").read_text()) for f in folders]
+    base = dict(parts[0]["config"])
+    for part in parts[1:]:
+        other = {k: v for k, v in part["config"].items() if k not in ("start", "scenes")}
+        if other != {k: v for k, v in base.items() if k not in ("start", "scenes")}:
+            raise ZeroconError("bench runs with different settings cannot be merged")
+    records = [r for p in parts for r in p["records"]]
+    scenes = sorted({r["scene"] for r in records})
+    if len(scenes) != sum(p["config"]["scenes"] for p in parts):
+        raise ZeroconError("bench runs overlap in scenes")
+    base.update(scenes=len(scenes), start=min(scenes))
+    cfg = BenchConfig(
+        **{
+            **base,
+            "seeds": tuple(base["seeds"]),
+            "tasks": tuple(base["tasks"]),
+            "methods": tuple(base["methods"]),
+        }
+    )
+    summary = summarise(records, cfg)
+    result = {
+        "config": asdict(cfg),
+        "seconds": sum(p["seconds"] for p in parts),
+        "summary": summary,
+        "records": records,
+        "merged_from": [str(f) for f in folders],
+    }
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "results.json", result)
+    write_bytes(out / "table.md", markdown_table(summary, cfg).encode())
     return result
 
 
@@ -348,6 +387,10 @@ def register(sub: Any) -> None:
     parser.add_argument("--out", default="runs/shapesbench")
     parser.add_argument("--model", default="shapes")
     parser.add_argument("--scenes", type=int, default=BenchConfig.scenes)
+    parser.add_argument("--start", type=int, default=0, help="index of the first scene (split runs)")
+    parser.add_argument(
+        "--merge", nargs="+", default=None, metavar="DIR", help="merge finished runs into --out"
+    )
     parser.add_argument("--seeds", type=lambda s: tuple(int(v) for v in _csv(s)), default=BenchConfig().seeds)
     parser.add_argument("--steps", type=int, default=BenchConfig.steps)
     parser.add_argument("--tasks", type=_csv, default=TASKS)
@@ -358,6 +401,10 @@ def register(sub: Any) -> None:
 
 
 def _bench_cmd(args: Any) -> int:
+    if args.merge:
+        result = merge_results(args.merge, args.out)
+        print((Path(args.out) / "table.md").read_text())
+        return 0
     if args.scenes < 1 or not args.seeds or args.steps < 1:
         raise ZeroconError("--scenes, --seeds and --steps must be positive")
     cfg = BenchConfig(

@@ -1,0 +1,114 @@
+"""The bundled ShapesWorld models load and reach (a quick sample of) the metrics recorded next to them."""
+
+import json
+
+import pytest
+import torch
+
+from zerocon.models import SHAPES_DIR
+from zerocon.shapes.data import val_split
+
+METRICS = (
+    json.loads((SHAPES_DIR / "metrics.json").read_text()) if (SHAPES_DIR / "metrics.json").exists() else {}
+)
+
+
+def _stage(name):
+    assert name in METRICS.get("stages", {}), f"metrics.json has no record of the '{name}' stage"
+    return METRICS["stages"][name]
+
+
+def test_bundle_is_complete_and_small():
+    for folder in ("pipeline", "clip"):
+        assert (SHAPES_DIR / folder).is_dir()
+    assert (SHAPES_DIR / "example.png").is_file()
+    total = sum(p.stat().st_size for p in SHAPES_DIR.rglob("*") if p.is_file())
+    assert total <= 25 * 2**20
+    assert not list(SHAPES_DIR.rglob("*.bin")) and not list(SHAPES_DIR.rglob("*.pt"))
+    for stage in ("clip", "vae", "unet", "blip"):
+        record = _stage(stage)
+        assert record["steps_done"] > 0 and record["command"].startswith("zerocon shapes train")
+
+
+def test_clip_zero_shot_on_fresh_scenes():
+    from transformers import CLIPModel, CLIPTokenizer
+
+    from zerocon.shapes.train import clip_accuracy
+
+    model = CLIPModel.from_pretrained(SHAPES_DIR / "clip").eval()
+    tokenizer = CLIPTokenizer.from_pretrained(SHAPES_DIR / "clip")
+    acc = clip_accuracy(model, tokenizer, val_split(48, held_out=False))
+    recorded = _stage("clip_vision" if "clip_vision" in METRICS["stages"] else "clip")["metrics"][
+        "val_seen_captions"
+    ]
+    assert acc["color_acc"] >= 0.9 and acc["background_acc"] >= 0.9
+    assert acc["shape_acc"] >= max(0.3, recorded["shape_acc"] - 0.2)  # 0.25 is chance
+
+
+def test_vae_reconstructs_held_out_scenes():
+    from diffusers import AutoencoderKL
+
+    from zerocon.shapes.train import vae_psnr
+
+    vae = AutoencoderKL.from_pretrained(SHAPES_DIR / "pipeline" / "vae")
+    value = vae_psnr(vae, val_split(16, held_out=True))
+    stage = "vae_decoder" if "vae_decoder" in METRICS["stages"] else "vae"
+    assert value >= _stage(stage)["metrics"]["psnr_val_heldout"] - 1.5
+    assert vae.config.scaling_factor != 1.0
+
+
+def test_blip_captions_scenes():
+    from transformers import BlipForConditionalGeneration, BlipProcessor
+
+    from zerocon.shapes.train import blip_exact_match
+
+    model = BlipForConditionalGeneration.from_pretrained(SHAPES_DIR / "pipeline" / "caption_generator")
+    processor = BlipProcessor.from_pretrained(SHAPES_DIR / "pipeline" / "caption_processor")
+    exact = blip_exact_match(model, processor.tokenizer, val_split(32, held_out=False))
+    assert exact >= _stage("blip")["metrics"]["exact_match_val_seen"] - 0.25
+
+
+def test_pipeline_loads_by_name_and_generates_the_asked_colour():
+    from zerocon.edit.pipeline import ZeroConPipeline
+    from zerocon.shapes.data import HELD_OUT_CAPTIONS
+    from zerocon.shapes.train import generate, oracle_agreement
+
+    pipe = ZeroConPipeline.from_pretrained("shapes")
+    for name in (
+        "vae",
+        "text_encoder",
+        "tokenizer",
+        "unet",
+        "scheduler",
+        "caption_generator",
+        "caption_processor",
+    ):
+        assert getattr(pipe, name) is not None, name
+    captions = list(HELD_OUT_CAPTIONS)
+    images = generate(pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer, captions, steps=20, seed=0)
+    agreement = oracle_agreement(images, captions)
+    assert agreement["color"] >= 0.5 and agreement["background"] >= 0.5, agreement
+    assert torch.isfinite(images).all()
+
+
+@pytest.mark.slow
+def test_colour_edit_changes_the_colour_and_keeps_the_background():
+    from PIL import Image
+
+    from zerocon.edit.pipeline import EditConfig, ZeroConPipeline
+    from zerocon.shapes.oracle import read_scene
+
+    pipe = ZeroConPipeline.from_pretrained("shapes")
+    pipe.set_progress_bar_config(disable=True)
+    image = Image.open(SHAPES_DIR / "example.png").convert("RGB")
+    source = read_scene(image)
+    assert (source.shape, source.color, source.background) == ("square", "red", "gray")
+    config = EditConfig(method="zerocon", num_inference_steps=20, use_templates=False, seed=0)
+    result = pipe.edit(
+        image,
+        target="a blue square on a gray background",
+        caption="a red square on a gray background",
+        config=config,
+    )
+    edited = read_scene(result.edit.convert("RGB").resize((64, 64)))
+    assert edited.color == "blue" and edited.background == "gray"

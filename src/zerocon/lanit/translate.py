@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from PIL import Image, ImageDraw
@@ -17,6 +18,9 @@ from zerocon.errors import ZeroconError
 from zerocon.images import tensor_to_pil
 from zerocon.io import load_checkpoint
 from zerocon.lanit.networks import Generator, MappingNetwork, StyleEncoder
+
+if TYPE_CHECKING:
+    from zerocon.lanit.model import LanitConfig
 
 CHECKPOINT_DIR = "checkpoint"
 
@@ -76,8 +80,13 @@ class Translator:
     """The EMA generator, mapping network and style encoder of a LANIT run."""
 
     def __init__(
-        self, cfg, generator_net: Generator, mapping: MappingNetwork, style_encoder: StyleEncoder, run
-    ):
+        self,
+        cfg: LanitConfig,
+        generator_net: Generator,
+        mapping: MappingNetwork,
+        style_encoder: StyleEncoder,
+        run: str | os.PathLike,
+    ) -> None:
         self.cfg = cfg
         self.generator_net, self.mapping, self.style_encoder = generator_net, mapping, style_encoder
         self.run = Path(run)

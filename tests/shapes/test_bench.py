@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+
+from zerocon.errors import ZeroconError
+from zerocon.shapes.bench import (
+    TASKS,
+    BenchConfig,
+    bench_scenes,
+    markdown_table,
+    score_edit,
+    summarise,
+    target_spec,
+)
+from zerocon.shapes.data import BENCH_SEED
+from zerocon.shapes.world import render
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_ideal_edit_scores_perfectly_and_no_edit_fails(task):
+    spec = bench_scenes(3)[2]
+    tgt = target_spec(spec, task, np.random.default_rng([BENCH_SEED, 2]))
+    assert tgt != spec and tgt.caption != spec.caption
+    source, ideal = render(spec), render(tgt)
+    good = score_edit(source.image, source.mask, ideal.image, tgt, task)
+    assert good["edit_acc"] == 1.0 and good["target_attr_acc"] == 1.0
+    if task in ("color", "background"):
+        assert good["mask_iou"] > 0.9 and good["centroid_err"] < 1.0
+    if task == "background":
+        assert good["obj_err"] < 0.01
+    else:
+        assert good["bg_err"] < 0.01
+    unchanged = score_edit(source.image, source.mask, source.image, tgt, task)
+    assert unchanged["edit_acc"] == 0.0
+
+
+def test_background_error_sees_a_damaged_background():
+    spec = bench_scenes(1)[0]
+    tgt = target_spec(spec, "color", np.random.default_rng(0))
+    source, ideal = render(spec), render(tgt)
+    damaged = ideal.image.copy()
+    damaged[:8] = 255 - damaged[:8]
+    assert score_edit(source.image, source.mask, damaged, tgt, "color")["bg_err"] > 0.05
+
+
+def test_summary_has_confidence_intervals_and_table():
+    cfg = BenchConfig(scenes=2, seeds=(0, 1), tasks=("color",), methods=("word_swap",))
+    records = [
+        {
+            "scene": s,
+            "seed": k,
+            "task": "color",
+            "method": "word_swap",
+            "edit_acc": float(s),
+            "mask_iou": 0.5,
+            "bg_err": 0.1,
+        }
+        for s in range(2)
+        for k in range(2)
+    ]
+    summary = summarise(records, cfg)
+    entry = summary["color/word_swap"]["edit_acc"]
+    assert entry["mean"] == 0.5 and entry["n"] == 4 and entry["ci95"] > 0
+    assert "| color | word_swap |" in markdown_table(summary, cfg)
+
+
+def test_unknown_task_fails():
+    with pytest.raises(ZeroconError):
+        target_spec(bench_scenes(1)[0], "texture", np.random.default_rng(0))

@@ -37,6 +37,12 @@ def is_decoder_self_attention(name: str) -> bool:
     return name.startswith("up_blocks.") and "attn1" in name.split(".")
 
 
+class StopForward(Exception):
+    """Raised by the processor of the last cross-attention layer in ``"compare"`` mode when
+    ``AttentionBook.stop_early`` is set: the guided pass needs the losses, not the UNet's output, so the rest of
+    the forward pass is skipped (the autograd graph built so far is complete for the losses)."""
+
+
 @dataclass
 class AttentionBook:
     """Per-pass state shared with the processors through ``cross_attention_kwargs={"book": book}``.
@@ -58,6 +64,8 @@ class AttentionBook:
     reference_features: dict[str, torch.Tensor] = field(default_factory=dict)
     features: dict[str, torch.Tensor] = field(default_factory=dict)
     xa_loss: torch.Tensor | float = 0.0
+    stop_early: bool = False
+    last_cross_layer: str | None = None
 
     def start(self, mode: str) -> None:
         """Begin a UNet call in ``mode`` (clears what that mode accumulates)."""
@@ -75,9 +83,12 @@ class AttentionBook:
     def take_cross_attention(self, name: str, probs: torch.Tensor) -> None:
         if self.mode == "record":
             self.reference_maps[name] = probs.detach()
+            self.last_cross_layer = name  # after a full pass: the last cross-attention layer in forward order
         elif self.mode == "compare":
             reference = self.reference_maps[name]
             self.xa_loss = self.xa_loss + ((probs - reference) ** 2).sum((1, 2)).mean(0)
+            if self.stop_early and name == self.last_cross_layer:
+                raise StopForward
 
     def take_features(self, name: str, hidden: torch.Tensor) -> None:
         if self.mode == "record":

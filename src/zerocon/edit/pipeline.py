@@ -43,7 +43,7 @@ from diffusers.pipelines.stable_diffusion.pipeline_output import StableDiffusion
 from diffusers.utils import BaseOutput
 from transformers import BlipForConditionalGeneration, BlipProcessor, CLIPTextModel, CLIPTokenizer
 
-from zerocon.edit.attention import AttentionBook, installed_processors
+from zerocon.edit.attention import AttentionBook, StopForward, installed_processors
 from zerocon.edit.guidance import PatchNCEGuidance, patch_nce_guidance_loss
 from zerocon.edit.inversion import regularize_noise
 from zerocon.errors import ZeroconError
@@ -471,7 +471,7 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
         use_xa = method in ("pix2pix_zero", "zerocon")
         use_nce = method == "zerocon" and patch_nce.weight > 0
         need_reference = use_xa or use_nce or return_reconstruction
-        book = AttentionBook(want_maps=use_xa, want_features=use_nce)
+        book = AttentionBook(want_maps=use_xa, want_features=use_nce, stop_early=use_xa)
         nce_generator = None
         if use_nce:
             seed = patch_nce.seed
@@ -521,7 +521,10 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
             if (use_xa and xa_amount != 0) or nce_on:
                 x_var = x_in.clone().requires_grad_(True)
                 with torch.enable_grad():
-                    unet(x_var, t, prompt_embeds_edit.detach(), "compare")
+                    try:
+                        unet(x_var, t, prompt_embeds_edit.detach(), "compare")
+                    except StopForward:
+                        pass  # everything after the last cross-attention layer is not needed for the losses
                     loss = book.xa_loss if use_xa else x_var.new_zeros(())
                     if nce_on:
                         nce = patch_nce_guidance_loss(

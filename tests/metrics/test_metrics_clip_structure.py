@@ -132,3 +132,35 @@ def test_missing_dino_is_a_clear_error(tmp_path):
         DinoKeyExtractor.from_pretrained(None)
     with pytest.raises(ZeroconError, match="--dino"):
         DinoKeyExtractor.from_pretrained(str(tmp_path / "missing" / "dino"))
+
+
+class _TensorFeatures(torch.nn.Module):
+    """transformers 5 returns output objects from get_*_features; torchmetrics 1.9 expects tensors."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.config = model.config
+
+    def get_image_features(self, *args, **kwargs):
+        return self.model.get_image_features(*args, **kwargs).pooler_output
+
+    def get_text_features(self, *args, **kwargs):
+        return self.model.get_text_features(*args, **kwargs).pooler_output
+
+
+def test_clip_score_matches_torchmetrics_clipscore(tiny_nets):
+    """Our CLIP score equals torchmetrics' CLIPScore given the same (tiny) CLIP model and processor."""
+    import numpy as np
+
+    pytest.importorskip("torchmetrics")
+    from torchmetrics.multimodal.clip_score import CLIPScore
+
+    clip = ClipEmbedder.from_pretrained(str(tiny_nets["clip"]))
+    images = [blob_image(32, s) for s in range(3)]
+    texts = ["a photo of a cat", "a photo of a dog", "a red ball"]
+    ours = clip_score_per_image(clip.embed_images(images), clip.embed_texts(texts))
+    metric = CLIPScore(model_name_or_path=lambda: (_TensorFeatures(clip.model), clip.processor))
+    pixels = torch.stack([torch.from_numpy(np.array(im)).permute(2, 0, 1) for im in images])
+    theirs = metric(pixels, texts)
+    assert ours.mean().item() == pytest.approx(theirs.item(), abs=1e-3)

@@ -397,10 +397,12 @@ def register(sub: Any) -> None:
     parser.add_argument("--methods", type=_csv, default=METHODS)
     parser.add_argument("--sdedit-strength", type=float, default=BenchConfig.sdedit_strength)
     parser.add_argument("--guidance-scale", type=float, default=BenchConfig.guidance_scale)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the CPU is shared)")
     parser.set_defaults(func=_bench_cmd)
 
 
 def _bench_cmd(args: Any) -> int:
+    torch.set_num_threads(max(1, args.threads))
     if args.merge:
         result = merge_results(args.merge, args.out)
         print((Path(args.out) / "table.md").read_text())

@@ -114,6 +114,8 @@ class UnetConfig(StageConfig):
     """Folder of the trained CLIP (default RUN/clip)."""
     vae_dir: str = ""
     """Folder of the trained VAE (default RUN/vae)."""
+    init_from: str = ""
+    """Continue from this UNet folder (its weights start both the trained and the EMA copy)."""
 
 
 @dataclass
@@ -652,7 +654,12 @@ def train_unet(run_dir: str | os.PathLike, cfg: UnetConfig) -> dict:
     captions = all_captions()
     text_states = encode_text(text_encoder, tokenizer, captions)  # (96, L, D)
     empty = encode_text(text_encoder, tokenizer, [""])  # (1, L, D)
-    unet = build_unet(cfg, text_states.shape[-1])
+    if cfg.init_from:
+        from diffusers import UNet2DConditionModel
+
+        unet = UNet2DConditionModel.from_pretrained(cfg.init_from)
+    else:
+        unet = build_unet(cfg, text_states.shape[-1])
     ema = build_unet(cfg, text_states.shape[-1])
     ema.load_state_dict(unet.state_dict())
     ema.requires_grad_(False)

@@ -67,9 +67,15 @@ def sample_locations(
 
 
 def gather_locations(feature: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) or (B, H*W, C) features -> (B, len(ids), C) at the flat locations ``ids``."""
+    """(B, C, H, W) or (B, H*W, C) features -> (B, len(ids), C) at the flat locations ``ids``.
+
+    A 4-D map is indexed channels-first, so the gradient flowing back into it is a contiguous NCHW tensor.
+    (Indexing after a transpose sends back a channels-last-strided gradient, and on torch 2.13 CPU
+    ``instance_norm``'s backward is wrong for such a gradient when the batch has one image; CUT's generator is
+    full of instance norms.)
+    """
     if feature.dim() == 4:
-        feature = feature.flatten(2).transpose(1, 2)
+        return feature.flatten(2)[:, :, ids.to(feature.device)].transpose(1, 2)
     return feature[:, ids.to(feature.device), :]
 
 

@@ -43,6 +43,7 @@ def served(edit_model: str, tmp_path_factory: pytest.TempPathFactory):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     root = tmp_path_factory.mktemp("ui")
+    _tiny_cut_run(root / "runs" / "tiny-cut")
     config = UIConfig(
         model=edit_model, port=port, workdir=root / "work", runs=root / "runs", max_upload_mb=1.0
     )
@@ -51,6 +52,21 @@ def served(edit_model: str, tmp_path_factory: pytest.TempPathFactory):
         yield config, url
     finally:
         demo.close()
+
+
+def _tiny_cut_run(run: Path) -> None:
+    """A real CUT checkpoint with a tiny random generator, in the app's runs folder."""
+    import torch
+
+    from zerocon.cut.config import preset
+    from zerocon.cut.networks import ResnetGenerator
+    from zerocon.io import save_checkpoint
+
+    cfg = preset("cut", size=32, ngf=4, ndf=4, n_blocks=1, num_patches=16)
+    torch.manual_seed(0)
+    generator = ResnetGenerator(ngf=cfg.ngf, n_blocks=cfg.n_blocks)
+    networks = {f"G.{k}": v for k, v in generator.state_dict().items()}
+    save_checkpoint(run / "checkpoint", {"networks": networks}, {"method": cfg.to_dict(), "step": 0})
 
 
 @pytest.fixture
@@ -145,3 +161,37 @@ def test_too_large_upload_is_refused_in_the_page(page, tmp_path):
         "/file (size )?exceeds|too large|maximum/i.test(document.body.innerText)", timeout=30_000
     )
     assert page.locator("#edit-input img").count() == 0
+
+
+def test_translate_tab_with_a_cut_run(page, served, tmp_path):
+    """Pick the CUT run, upload two photos and one bad file: two results to see and download, one skip line."""
+    config, _ = served
+    page.get_by_role("tab", name="Translate").click()
+    page.wait_for_selector("#tr-upload")
+    assert (
+        "tiny-cut" in page.locator("#tr-run").inner_text()
+        or "tiny-cut" in page.locator("#tr-run input").input_value()
+    )
+    good = []
+    for i, size in enumerate([(48, 40), (64, 64)]):
+        path = tmp_path / f"photo{i}.png"
+        Image.fromarray(
+            np.random.default_rng(i).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+        ).save(path)
+        good.append(path)
+    bad = tmp_path / "notes.png"
+    bad.write_text("not a photo")
+    page.locator("#tr-upload input[type=file]").set_input_files([str(p) for p in [*good, bad]])
+    page.wait_for_function(
+        "document.querySelectorAll('#tr-upload .file-preview tr, #tr-upload tr').length >= 3"
+    )
+    page.click("#tr-run-button")
+    page.locator("#tr-status").get_by_text("Translated 2 image(s)").wait_for(timeout=EDIT_TIMEOUT_MS)
+    assert "notes.png: not an image file" in page.inner_text("#tr-status")
+    assert page.locator("#tr-gallery img").count() >= 2
+    with page.expect_download() as download_info:
+        page.locator("#tr-files a").first.click()
+    result = Image.open(download_info.value.path())
+    assert result.size in [(48, 40), (64, 64)]  # CUT keeps each photo's size
+    written = sorted((config.workdir.resolve() / "jobs").glob("translate-*/*.png"))
+    assert [p.name for p in written] == ["000_photo0.png", "001_photo1.png"]

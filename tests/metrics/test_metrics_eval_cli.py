@@ -175,3 +175,19 @@ def test_eval_translation_without_inception_names_the_option(tmp_path, capsys):
     assert main(["eval", "translation", "--real", str(real), "--fake", str(fake), "--metrics", "swd",
                  "--out", str(tmp_path / "o")]) == 0  # fmt: skip
     assert json.loads((tmp_path / "o" / "metrics.json").read_text())["metrics"]["swd"] > 0
+
+
+def test_edit_cli_layout_is_understood(tmp_path, tiny_nets):
+    """``zerocon edit`` writes OUT/<name>/edit.png; those folders pair with the inputs by name."""
+    folders = _edit_folders(tmp_path, 2)
+    layout = tmp_path / "edit_out"
+    for i in range(2):
+        (layout / f"im{i}").mkdir(parents=True)
+        (folders["outputs"] / f"im{i}.png").rename(layout / f"im{i}" / "edit.png")
+    config = EditEvalConfig(
+        inputs=folders["inputs"], outputs=layout, source="cat", target="dog",
+        metrics=("bg_lpips",), lpips_backbone=str(tiny_nets["lpips"]), masks=folders["masks"],
+    )  # fmt: skip
+    result = evaluate_edits(config)
+    assert [r["name"] for r in result["per_image"]] == ["im0", "im1"]
+    assert result["metrics"]["bg_lpips"] == 0.0

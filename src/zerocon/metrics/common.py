@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from zerocon.errors import ZeroconError
-from zerocon.images import image_folder, load_image, pil_to_tensor
+from zerocon.images import find_images, image_folder, load_image, pil_to_tensor
 
 T = TypeVar("T")
 
@@ -56,25 +56,42 @@ def load_pretrained(
         ) from exc
 
 
-def pair_folders(inputs: str | os.PathLike, outputs: str | os.PathLike) -> list[tuple[Path, Path]]:
-    """Match each output image to the input image with the same file stem.
+EDIT_FILE = "edit.png"
+"""The edited image inside each per-photo folder that ``zerocon edit`` writes (``OUT/<name>/edit.png``)."""
 
-    Every output must have an input (otherwise the edit cannot be scored); inputs without an output are
-    ignored so that a partial run can still be evaluated. Raises ``ZeroconError`` when nothing matches.
+
+def _output_images(outputs: Path) -> list[tuple[str, Path]]:
+    """(name, file) of every edit: top-level images by stem, and ``<name>/edit.png`` folders by name."""
+    if not outputs.is_dir():
+        raise ZeroconError(f"{outputs}: folder not found")
+    found = [(p.stem, p) for p in find_images([outputs])]
+    found += [(d.name, d / EDIT_FILE) for d in sorted(outputs.iterdir()) if (d / EDIT_FILE).is_file()]
+    if not found:
+        raise ZeroconError(
+            f"{outputs}: no edited images (image files, or <name>/{EDIT_FILE} as 'zerocon edit' writes)"
+        )
+    return found
+
+
+def pair_folders(inputs: str | os.PathLike, outputs: str | os.PathLike) -> list[tuple[Path, Path]]:
+    """Match each edit to the input image with the same name.
+
+    Edits are image files named like their inputs, or the ``<name>/edit.png`` folders of ``zerocon edit``.
+    Every edit must have an input (otherwise it cannot be scored); inputs without an edit are ignored so that
+    a partial run can still be evaluated.
     """
     input_files = {p.stem: p for p in image_folder(inputs, recursive=False)}
-    output_files = image_folder(outputs, recursive=False)
     pairs, missing = [], []
-    for out in output_files:
-        src = input_files.get(out.stem)
+    for name, out in _output_images(Path(outputs)):
+        src = input_files.get(name)
         if src is None:
-            missing.append(out.name)
+            missing.append(out.name if out.name != EDIT_FILE else f"{name}/{EDIT_FILE}")
         else:
             pairs.append((src, out))
     if missing:
         shown = ", ".join(missing[:5]) + (" …" if len(missing) > 5 else "")
         raise ZeroconError(
-            f"{outputs}: {len(missing)} output image(s) have no input with the same file name in {inputs} "
+            f"{outputs}: {len(missing)} edit(s) have no input with the same name in {inputs} "
             f"({shown}); name each edit like its input"
         )
     return pairs

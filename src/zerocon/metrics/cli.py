@@ -45,7 +45,11 @@ def register(subparsers: argparse._SubParsersAction, name: str) -> None:
         "edits", help="CLIP accuracy / score, background LPIPS, structure distance of edits"
     )
     edits.add_argument("--inputs", required=True, help="folder of original images")
-    edits.add_argument("--outputs", required=True, help="folder of edited images, named like their inputs")
+    edits.add_argument(
+        "--outputs",
+        required=True,
+        help="folder of edited images named like their inputs (or the OUT/<name>/edit.png folders of zerocon edit)",
+    )
     edits.add_argument("--source", required=True, help="the source word, e.g. cat")
     edits.add_argument("--target", required=True, help="the target word, e.g. dog")
     edits.add_argument(

@@ -52,9 +52,6 @@ def register(subparsers: Any, name: str = "cut") -> None:
     train.add_argument("--checkpoint-every", type=int, default=500, help="checkpoint every K steps")
     train.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"])
     train.add_argument("--tensorboard", action="store_true", help="also log to RUN/tensorboard")
-    train.add_argument(
-        "--channels-last", action="store_true", help="channels-last memory format (faster on CPU)"
-    )
     train.add_argument("--resume", action="store_true", help="continue RUN from its checkpoint, exactly")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=run_train)
@@ -138,7 +135,7 @@ def run_train(args: argparse.Namespace) -> int:
         mixed_precision=args.mixed_precision,
         tensorboard=args.tensorboard,
     )
-    method = CUTModel(cfg, total_steps=args.steps, seed=seed, channels_last=args.channels_last)
+    method = CUTModel(cfg, total_steps=args.steps, seed=seed)
     trainer = Trainer(method, dataset, out, train_cfg, progress=not args.no_progress)
     if saved is not None:
         trainer.resume()

@@ -11,8 +11,7 @@ Faster than the paper's code without changing the maths:
   step still needs the unflipped features, computed without autograd);
 * the key projections are computed without autograd (the keys are detached anyway);
 * the encoder passes over ``G(x)`` and ``G(y)`` (identity term) run as one batch; instance norm is per image,
-  and every term still draws its own patch locations;
-* the discriminator's parameters take no gradients during the generator update.
+  and every term still draws its own patch locations.
 """
 
 from __future__ import annotations
@@ -60,16 +59,9 @@ class CUTModel(TrainableMethod):
     identical weights, and the optimisers exist before any device placement or distributed wrapping.
     """
 
-    def __init__(
-        self,
-        config: CUTConfig | None = None,
-        total_steps: int = 1000,
-        seed: int = 0,
-        channels_last: bool = False,
-    ) -> None:
+    def __init__(self, config: CUTConfig | None = None, total_steps: int = 1000, seed: int = 0) -> None:
         self.cfg = config or CUTConfig()
         self.total_steps = total_steps
-        self.channels_last = channels_last
         cfg = self.cfg
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -80,9 +72,6 @@ class CUTModel(TrainableMethod):
             self.netF = PatchSampleMLP(
                 self.netG.feature_channels(cfg.nce_layers), cfg.head_channels, init_gain=cfg.init_gain
             )
-        if channels_last:
-            self.netG.to(memory_format=torch.channels_last)
-            self.netD.to(memory_format=torch.channels_last)
         betas = (cfg.beta1, cfg.beta2)
         self.optG = torch.optim.Adam(self.netG.parameters(), lr=cfg.lr, betas=betas)
         self.optD = torch.optim.Adam(self.netD.parameters(), lr=cfg.lr, betas=betas)
@@ -115,8 +104,7 @@ class CUTModel(TrainableMethod):
         return torch.stack([a for a, _ in items]), torch.stack([b for _, b in items])
 
     def _prepare(self, x: torch.Tensor, device: torch.device) -> torch.Tensor:
-        x = x.to(device)
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+        return x.to(device)
 
     # -- losses ------------------------------------------------------------------------------------------
     def nce_loss(

@@ -66,3 +66,35 @@ def test_summary_has_confidence_intervals_and_table():
 def test_unknown_task_fails():
     with pytest.raises(ZeroconError):
         target_spec(bench_scenes(1)[0], "texture", np.random.default_rng(0))
+
+
+def test_grid_and_merge(tmp_path):
+    import json
+
+    from PIL import Image
+
+    from zerocon.shapes.bench import example_grid, merge_results
+
+    img = Image.new("RGB", (64, 64), "gray")
+    grid = example_grid([(img, img, {"word_swap": img, "sdedit": img})], ("word_swap", "sdedit"))
+    assert grid.size == (96 * 4, 14 + 96)
+    cfg = BenchConfig(scenes=1, seeds=(0,), tasks=("color",), methods=("word_swap",))
+    from dataclasses import asdict
+
+    for start in (0, 1):
+        folder = tmp_path / f"part{start}"
+        folder.mkdir()
+        record = {
+            "scene": start,
+            "seed": 0,
+            "task": "color",
+            "method": "word_swap",
+            "edit_acc": 1.0,
+            "mask_iou": 0.9,
+        }
+        part = {"config": {**asdict(cfg), "start": start}, "seconds": 1.0, "records": [record]}
+        (folder / "results.json").write_text(json.dumps(part))
+    merged = merge_results([tmp_path / "part0", tmp_path / "part1"], tmp_path / "merged")
+    assert merged["config"]["scenes"] == 2 and merged["summary"]["color/word_swap"]["edit_acc"]["n"] == 2
+    with pytest.raises(ZeroconError):
+        merge_results([tmp_path / "part0", tmp_path / "part0"], tmp_path / "bad")

@@ -90,11 +90,11 @@ def assemble(run_dir: str | os.PathLike, out: str | os.PathLike = SHAPES_DIR) ->
 
             stages[stage] = json.loads(path.read_text())
     commands_file = run / "commands.json"
-    if commands_file.exists():  # commands of stages run before _finish recorded them
+    if commands_file.exists():  # the full chain of commands of each stage (continuations included)
         import json
 
         for stage, command in json.loads(commands_file.read_text()).items():
-            if stage in stages and not stages[stage].get("command"):
+            if stage in stages:
                 stages[stage]["command"] = command
     write_json(
         out / "metrics.json",

@@ -1,0 +1,47 @@
+"""`accelerate launch --num_processes 2 --cpu` trains a tiny CUT and both ranks end with identical weights."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cut_helpers import toy_domains
+
+SCRIPT = """
+import sys, torch
+sys.path.insert(0, {helpers!r})
+from cut_helpers import tiny
+from zerocon.cut.data import UnpairedDataset
+from zerocon.cut.model import CUTModel
+from zerocon.training import TrainConfig, Trainer
+cfg = tiny("cut")
+model = CUTModel(cfg, total_steps=3, seed=0)
+data = UnpairedDataset({a!r}, {b!r}, cfg.size, cfg.resolved_load_size)
+trainer = Trainer(model, data, {run!r}, TrainConfig(steps=3, checkpoint_every=3, sample_every=3), progress=False)
+trainer.train()
+rank = trainer.accelerator.process_index
+flat = torch.cat([p.detach().flatten() for n in ("G", "D", "F") for p in model.networks()[n].parameters()])
+torch.save(flat, {run!r} + f"/rank{{rank}}.pt")
+"""
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_end_with_identical_parameters(tmp_path):
+    import torch
+
+    a, b = toy_domains(tmp_path / "data")
+    run = tmp_path / "run"
+    run.mkdir()
+    script = tmp_path / "train.py"
+    helpers = str(Path(__file__).resolve().parent)
+    script.write_text(SCRIPT.format(helpers=helpers, a=str(a), b=str(b), run=str(run)))
+    accelerate = Path(sys.executable).parent / "accelerate"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [str(accelerate), "launch", "--num_processes", "2", "--cpu", "--num_machines", "1"]
+    cmd += ["--mixed_precision", "no", "--dynamo_backend", "no", str(script)]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    r0, r1 = torch.load(run / "rank0.pt", weights_only=True), torch.load(run / "rank1.pt", weights_only=True)
+    assert torch.equal(r0, r1)
+    assert (run / "checkpoint" / "config.json").is_file()

@@ -71,7 +71,8 @@ def test_zero_direction_and_zero_guidance_give_the_reconstruction(tiny_pipe):
             return_reconstruction=True,
             generator=torch.Generator().manual_seed(0),
         )
-        assert torch.allclose(out.latents, out.reference_latents, atol=1e-5), method
+        # equal up to float reassociation (the edit pass is batched differently from the reference pass)
+        assert torch.allclose(out.latents, out.reference_latents, atol=5e-4, rtol=1e-4), method
     # and a non-zero direction does change the result
     _, tgt = _embeds(tiny_pipe)
     moved = tiny_pipe(
@@ -84,7 +85,7 @@ def test_zero_direction_and_zero_guidance_give_the_reconstruction(tiny_pipe):
         output_type="latent",
         return_reconstruction=True,
     )
-    assert (moved.latents - moved.reference_latents).abs().max() > 1e-3
+    assert (moved.latents - moved.reference_latents).abs().max() > 1e-2
 
 
 def _losses(pipe, x, t, embeds, embeds_edit, reference_x, seed=0):

@@ -65,6 +65,9 @@ class AttentionBook:
     features: dict[str, torch.Tensor] = field(default_factory=dict)
     xa_loss: torch.Tensor | float = 0.0
     stop_early: bool = False
+    record_from: int = 0
+    """In ``"record"`` mode, only batch entries from this index on belong to the reference pass (the others
+    are a batched no-grad call of the edit pass)."""
     last_cross_layer: str | None = None
 
     def start(self, mode: str) -> None:
@@ -80,9 +83,9 @@ class AttentionBook:
     def needs_probabilities(self) -> bool:
         return self.want_maps and self.mode in ("record", "compare")
 
-    def take_cross_attention(self, name: str, probs: torch.Tensor) -> None:
+    def take_cross_attention(self, name: str, probs: torch.Tensor, heads: int = 1) -> None:
         if self.mode == "record":
-            self.reference_maps[name] = probs.detach()
+            self.reference_maps[name] = probs[self.record_from * heads :].detach()
             self.last_cross_layer = name  # after a full pass: the last cross-attention layer in forward order
         elif self.mode == "compare":
             reference = self.reference_maps[name]
@@ -92,7 +95,7 @@ class AttentionBook:
 
     def take_features(self, name: str, hidden: torch.Tensor) -> None:
         if self.mode == "record":
-            self.reference_features[name] = hidden.detach()
+            self.reference_features[name] = hidden[self.record_from :].detach()
         elif self.mode == "compare":
             self.features[name] = hidden
 
@@ -161,7 +164,7 @@ class BookAttnProcessor:
     ) -> torch.Tensor:
         if book is not None and self.role == "cross" and book.needs_probabilities:
             out, probs = _explicit_attention(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
-            book.take_cross_attention(self.name, probs)
+            book.take_cross_attention(self.name, probs, attn.heads)
             return out
         inner_kwargs = dict(kwargs)
         if temb is not None:

@@ -6,7 +6,10 @@ and defaults; ``method="pix2pix_zero"`` gives the same latents (checked by ``tes
 What differs is how the work is done:
 
 * the reference pass (which records the cross-attention maps) and the guided edit pass run in lock-step, so
-  only one timestep's maps are alive at a time instead of all of them copied to the CPU;
+  only one timestep's maps are alive at a time instead of all of them copied to the CPU; the edit's no-grad
+  UNet call at step t and the reference pass's call at step t+1 are one batched call;
+* with the real-image recipe (negative prompt = caption) the two identical CFG halves of the reference pass
+  are computed once; the guided pass stops after the last cross-attention layer (the losses need no more);
 * probabilities are materialised only for ``attn2`` layers in the passes that need them; every other attention
   call keeps the UNet's fast attention (scaled-dot-product by default);
 * gradients are taken for the latent only (no weight gradients), and the inversion does not record maps;
@@ -500,21 +503,30 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
         # get the same latent and the same text: compute one half and reuse it for the other.
         halves_equal = do_cfg and torch.equal(prompt_embeds[:num_cond], prompt_embeds[num_cond:])
 
-        def reference_step(i: int, t: Any, x: torch.Tensor) -> torch.Tensor:
+        def reference_input(t: Any, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             if halves_equal:
-                noise = unet(
-                    reference_scheduler.scale_model_input(x, t), t, prompt_embeds[num_cond:], "record"
-                )
+                return reference_scheduler.scale_model_input(x, t), prompt_embeds[num_cond:]
+            return expand(x, reference_scheduler, t), prompt_embeds
+
+        def reference_finish(i: int, t: Any, x: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
+            """Scheduler step of the reference pass from the UNet output ``raw`` recorded for step ``i``."""
+            if halves_equal:
                 for store in (book.reference_maps, book.reference_features):
                     for name, value in store.items():
                         store[name] = torch.cat([value, value])
+                noise = raw
             else:
-                noise = cfg(unet(expand(x, reference_scheduler, t), t, prompt_embeds, "record"))
+                noise = cfg(raw)
             x = reference_scheduler.step(noise, t, x, **extra_step_kwargs).prev_sample
             _check_finite(x, "reference", i, t)
             return x
 
-        def edit_step(i: int, t: Any, x: torch.Tensor) -> torch.Tensor:
+        def reference_step(i: int, t: Any, x: torch.Tensor) -> torch.Tensor:
+            model_input, embeds = reference_input(t, x)
+            return reference_finish(i, t, x, unet(model_input, t, embeds, "record"))
+
+        def guide(t: Any, x: torch.Tensor) -> torch.Tensor:
+            """The guided latent step: one gradient step of the losses on the CFG-doubled latent."""
             x_in = expand(x, edit_scheduler, t).detach()
             nce_on = use_nce and patch_nce.active(t)
             xa_amount = cross_attention_guidance_amount if use_xa else 0.0
@@ -535,16 +547,46 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
                         (grad,) = torch.autograd.grad(loss, x_var)
                         x_in = x_in.add(grad, alpha=-xa_amount if use_xa else -1.0)
                 book.features = {}
-            noise = unet(x_in, t, prompt_embeds_edit, "off")
+            return x_in
+
+        def edit_finish(i: int, t: Any, x_in: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
             x = x_in.chunk(2)[0] if do_cfg else x_in
             x = edit_scheduler.step(cfg(noise), t, x, **extra_step_kwargs).prev_sample
             _check_finite(x, "edit", i, t)
             return x
 
+        def fused_forward(
+            t: Any, x_in: torch.Tensor, t_next: Any, reference_x: torch.Tensor
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            """One batched UNet call: the edit's noise at step t (after guidance) and the reference pass's
+            output at the next step (recorded). Both need no gradient; batching saves a pass's overhead."""
+            ref_in, ref_embeds = reference_input(t_next, reference_x)
+            num_edit = x_in.shape[0]
+            timesteps_batch = torch.cat(
+                [
+                    torch.as_tensor(t, device=device).reshape(1).expand(num_edit),
+                    torch.as_tensor(t_next, device=device).reshape(1).expand(ref_in.shape[0]),
+                ]
+            )
+            book.start("record")
+            book.record_from = num_edit
+            try:
+                out = self.unet(
+                    torch.cat([x_in, ref_in]),
+                    timesteps_batch,
+                    encoder_hidden_states=torch.cat([prompt_embeds_edit, ref_embeds]),
+                    cross_attention_kwargs={**user_kwargs, "book": book},
+                ).sample
+            finally:
+                book.record_from = 0
+            return out[:num_edit], out[num_edit:]
+
         # 7. Reference pass and guided edit pass
         reference = latents.clone()
         edited = latents.clone()
         archive: dict[int, tuple[dict, dict]] = {}
+        pending: torch.Tensor | None = None
+        fuse = need_reference and lockstep
         num_warmup_steps = len(timesteps) - num_inference_steps * self.scheduler.order
         with installed_processors(self.unet), self.progress_bar(total=num_inference_steps) as progress_bar:
             if need_reference and not lockstep:
@@ -553,12 +595,20 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
                     reference = reference_step(i, t, reference)
                     archive[i] = (dict(book.reference_maps), dict(book.reference_features))
             for i, t in enumerate(timesteps):
-                if need_reference and lockstep:
-                    reference = reference_step(i, t, reference)
+                if fuse:
+                    if pending is None:
+                        reference = reference_step(i, t, reference)
+                    else:
+                        reference = reference_finish(i, t, reference, pending)
                 elif i in archive:
                     maps, features = archive.pop(i)
                     book.reference_maps, book.reference_features = maps, features
-                edited = edit_step(i, t, edited)
+                x_in = guide(t, edited)
+                if fuse and i + 1 < len(timesteps):
+                    noise, pending = fused_forward(t, x_in, timesteps[i + 1], reference)
+                else:
+                    noise = unet(x_in, t, prompt_embeds_edit, "off")
+                edited = edit_finish(i, t, x_in, noise)
                 if i == len(timesteps) - 1 or (
                     (i + 1) > num_warmup_steps and (i + 1) % self.scheduler.order == 0
                 ):

@@ -39,6 +39,21 @@ EditorLoader = Callable[[str], Any]
 TranslatorLoader = Callable[[RunInfo, Path], Any]
 
 
+DISPLAY_SIDE = 256
+"""Small images (ShapesWorld's 64 px) are shown enlarged to this side with nearest-neighbour pixels;
+downloads are always the files at their real size."""
+
+
+def _display(image: Any) -> Any:
+    """``image`` enlarged by an integer factor (sharp pixels) when its longer side is below DISPLAY_SIDE."""
+    if image is None or max(image.size) >= DISPLAY_SIDE:
+        return image
+    from PIL import Image
+
+    factor = max(1, DISPLAY_SIDE // max(image.size))
+    return image.resize((image.width * factor, image.height * factor), Image.NEAREST)
+
+
 def _page_error(exc: BaseException) -> Exception:
     """The error shown in the page: a ZeroconError's own message, otherwise a short note (details in the log)."""
     import gradio as gr
@@ -86,7 +101,7 @@ def build_app(
         except Exception as exc:
             raise _page_error(exc) from None
         note = "" if caption else "No captioner in this model: type the caption of the photo."
-        return image, None, None, caption, note
+        return _display(image), None, None, caption, note
 
     def on_edit(
         path: str | None,
@@ -121,9 +136,9 @@ def build_app(
             raise _page_error(exc) from None
         files = outcome.files
         return (
-            image,
-            outcome.reconstruction,
-            outcome.edit,
+            _display(image),
+            _display(outcome.reconstruction),
+            _display(outcome.edit),
             outcome.caption,
             gr.DownloadButton(value=str(files["edit"]), visible=True),
             gr.DownloadButton(value=str(files["reconstruction"]), visible=True),

@@ -97,4 +97,4 @@ def test_grid_and_merge(tmp_path):
     merged = merge_results([tmp_path / "part0", tmp_path / "part1"], tmp_path / "merged")
     assert merged["config"]["scenes"] == 2 and merged["summary"]["color/word_swap"]["edit_acc"]["n"] == 2
     with pytest.raises(ZeroconError):
-        merge_results([tmp_path / "part0", tmp_path / "part0"], tmp_path / "bad")
+        merge_results([tmp_path / "part0", tmp_path / "part0"], tmp_path / "bad")  # same scene and seed twice

@@ -278,26 +278,21 @@ def run_bench(cfg: BenchConfig, out: str | os.PathLike, progress: bool = True) -
 
 
 def merge_results(folders: list[str | os.PathLike], out: str | os.PathLike) -> dict[str, Any]:
-    """Merge the ``results.json`` of bench runs over disjoint scene ranges (same settings otherwise)."""
+    """Merge the ``results.json`` of bench runs over disjoint scenes or seeds (same settings otherwise)."""
     parts = [json.loads((Path(f) / "results.json").read_text()) for f in folders]
     base = dict(parts[0]["config"])
+    fixed = ("start", "scenes", "seeds")
     for part in parts[1:]:
-        other = {k: v for k, v in part["config"].items() if k not in ("start", "scenes")}
-        if other != {k: v for k, v in base.items() if k not in ("start", "scenes")}:
+        other = {k: v for k, v in part["config"].items() if k not in fixed}
+        if other != {k: v for k, v in base.items() if k not in fixed}:
             raise ZeroconError("bench runs with different settings cannot be merged")
     records = [r for p in parts for r in p["records"]]
+    keys = [(r["scene"], r["seed"], r["task"], r["method"]) for r in records]
+    if len(set(keys)) != len(keys):
+        raise ZeroconError("bench runs overlap (same scene, seed, task and method twice)")
     scenes = sorted({r["scene"] for r in records})
-    if len(scenes) != sum(p["config"]["scenes"] for p in parts):
-        raise ZeroconError("bench runs overlap in scenes")
-    base.update(scenes=len(scenes), start=min(scenes))
-    cfg = BenchConfig(
-        **{
-            **base,
-            "seeds": tuple(base["seeds"]),
-            "tasks": tuple(base["tasks"]),
-            "methods": tuple(base["methods"]),
-        }
-    )
+    base.update(scenes=len(scenes), start=min(scenes), seeds=tuple(sorted({r["seed"] for r in records})))
+    cfg = BenchConfig(**{**base, "tasks": tuple(base["tasks"]), "methods": tuple(base["methods"])})
     summary = summarise(records, cfg)
     result = {
         "config": asdict(cfg),

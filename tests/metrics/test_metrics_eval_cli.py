@@ -136,7 +136,7 @@ def _domain_folders(root: Path) -> tuple[Path, Path]:
     for domain, offset in (("cat", 0), ("dog", 50)):
         (real / domain).mkdir(parents=True)
         (fake / domain).mkdir(parents=True)
-        for i in range(8):
+        for i in range(6):
             blob_image(48, offset + i).save(real / domain / f"{i}.png")
             blob_image(48, offset + 20 + i).save(fake / domain / f"{i}.png")
     return real, fake

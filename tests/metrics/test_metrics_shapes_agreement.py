@@ -13,7 +13,7 @@ import pytest
 
 from zerocon.models import SHAPES_DIR
 
-SCENES = 8
+SCENES = 6
 TASKS = ("color", "shape", "both", "background")
 METHODS = ("word_swap", "zerocon")
 STEPS = 10

@@ -20,7 +20,7 @@ def test_lpips_matches_torchmetrics_reference(tmp_path, net):
     model = load_lpips(save_lpips_backbone(tmp_path, net), net=net)
     a, b = reference_pairs()
     got = lpips_distance(model, a, b)
-    assert torch.allclose(got, torch.tensor(REFERENCE[net]), atol=2e-6), got
+    assert torch.allclose(got, torch.tensor(REFERENCE[net]), atol=1e-5), got
 
 
 def test_identical_images_have_zero_distance(tmp_path):

@@ -24,17 +24,25 @@ EDIT_TIMEOUT_MS = 300_000
 
 
 @pytest.fixture(scope="module")
-def edit_model(tmp_path_factory: pytest.TempPathFactory) -> str:
-    if BUNDLED["shapes"].is_dir():
-        return "shapes"
-    sys.path.insert(0, str(REPO / "tests" / "edit"))
-    from tiny import save_tiny_pipeline
+def edit_model(tmp_path_factory: pytest.TempPathFactory):
+    """The model name for the page and a loader that makes it on first use (error tests never load one)."""
+    from zerocon.ui.jobs import load_editor
 
-    return str(save_tiny_pipeline(tmp_path_factory.mktemp("tiny_ui"), with_blip=True))
+    if BUNDLED["shapes"].is_dir():
+        return "shapes", load_editor
+    folder = tmp_path_factory.mktemp("tiny_ui")
+
+    def build_and_load(name: str):
+        sys.path.insert(0, str(REPO / "tests" / "edit"))
+        from tiny import save_tiny_pipeline
+
+        return load_editor(str(save_tiny_pipeline(folder, with_blip=True)))
+
+    return "tiny-random (tests/edit/tiny.py)", build_and_load
 
 
 @pytest.fixture(scope="module")
-def served(edit_model: str, tmp_path_factory: pytest.TempPathFactory):
+def served(edit_model, tmp_path_factory: pytest.TempPathFactory):
     import socket
 
     from zerocon.ui.app import launch
@@ -44,10 +52,9 @@ def served(edit_model: str, tmp_path_factory: pytest.TempPathFactory):
         port = sock.getsockname()[1]
     root = tmp_path_factory.mktemp("ui")
     _tiny_cut_run(root / "runs" / "tiny-cut")
-    config = UIConfig(
-        model=edit_model, port=port, workdir=root / "work", runs=root / "runs", max_upload_mb=1.0
-    )
-    demo, url = launch(config, block=False)
+    name, loader = edit_model
+    config = UIConfig(model=name, port=port, workdir=root / "work", runs=root / "runs", max_upload_mb=1.0)
+    demo, url = launch(config, block=False, editor_loader=loader)
     try:
         yield config, url
     finally:

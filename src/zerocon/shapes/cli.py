@@ -24,6 +24,10 @@ def register(subparsers: Any, name: str) -> None:
     render.add_argument("--distractor-prob", type=float, default=0.3)
     render.add_argument("--texture-prob", type=float, default=0.5)
     render.set_defaults(func=_render)
+    assemble = sub.add_parser("assemble", help="build the bundled pipeline/clip/metrics folder from a training run")
+    assemble.add_argument("--run", default="runs/shapes", help="training run folder (default runs/shapes)")
+    assemble.add_argument("--out", default=None, help="output folder (default: the package's assets/shapes)")
+    assemble.set_defaults(func=_assemble)
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
     _register_more(sub)
 
@@ -42,6 +46,17 @@ def _register_more(sub: Any) -> None:
         _bench.register(sub)
     except ImportError:
         pass
+
+
+def _assemble(args: argparse.Namespace) -> int:
+    from zerocon.models import SHAPES_DIR
+    from zerocon.shapes.assemble import assemble, bundle_size
+    from zerocon.shapes.train import plot_curves
+
+    out = assemble(args.run, args.out or SHAPES_DIR)
+    plot_curves(args.run, out / "curves.png")
+    print(f"wrote {out} ({bundle_size(out) / 2**20:.1f} MB)")
+    return 0
 
 
 def _render(args: argparse.Namespace) -> int:

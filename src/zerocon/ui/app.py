@@ -86,22 +86,32 @@ def build_app(
 
     # -- Edit tab handlers --------------------------------------------------------------------------------
     def on_photo(path: str | None) -> tuple[Any, ...]:
-        """A new photo: check it, show it and fill in its caption (loading the model on first use).
+        """A new photo: check it and show it at once (no model needed), or show its error in the page.
 
-        A bad file clears the previous results and shows its error in the page instead of a caption.
+        A bad file clears the previous results and the caption.
         """
-        cleared = (None, None, None)
         if not path:
-            return (*cleared, "", "")
+            return None, None, None, "", ""
+        try:
+            image = check_upload(path, config, "photo")
+        except ZeroconError as exc:
+            return None, None, None, "", f"**Error:** {exc}"
+        except Exception as exc:
+            raise _page_error(exc) from None
+        return _display(image), None, None, "", "Captioning the photo (the model loads on first use)..."
+
+    def on_caption(path: str | None, status: str) -> tuple[str, str]:
+        """Fill in the automatic caption of a good photo (loading the model on first use)."""
+        if not path or status.startswith("**Error:**"):
+            return "", status
         try:
             image = check_upload(path, config, "photo")
             caption = caption_of(editor(), image)
         except ZeroconError as exc:
-            return (*cleared, "", f"**Error:** {exc}")
+            return "", f"**Error:** {exc}"
         except Exception as exc:
             raise _page_error(exc) from None
-        note = "" if caption else "No captioner in this model: type the caption of the photo."
-        return _display(image), None, None, caption, note
+        return caption, ("" if caption else "No captioner in this model: type the caption of the photo.")
 
     def on_edit(
         path: str | None,
@@ -270,9 +280,11 @@ def build_app(
                     with gr.Accordion("Record (JSON)", open=False):
                         record = gr.JSON(label="Record", elem_id="edit-record", max_height=400)
             photo.change(
-                on_photo,
-                inputs=[photo],
-                outputs=[shown_input, shown_recon, shown_edit, caption, status],
+                on_photo, inputs=[photo], outputs=[shown_input, shown_recon, shown_edit, caption, status]
+            ).then(
+                on_caption,
+                inputs=[photo, status],
+                outputs=[caption, status],
                 concurrency_id=model_key,
                 concurrency_limit=1,
             )

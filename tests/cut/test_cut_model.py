@@ -31,10 +31,11 @@ def _batch(seed=0, size=32, n=1):
     ) * 2 - 1
 
 
-def _train(tmp_path, name, steps, cfg=None, seed=0, resume=False, run="run"):
+def _train(tmp_path, name, steps, cfg=None, seed=0, resume=False, run="run", total=None):
+    """Train to ``steps`` of a run planned for ``total`` steps (the LR schedule); stopping early = interrupt."""
     a, b = toy_domains(tmp_path / "data")
     cfg = cfg or tiny(name)
-    model = CUTModel(cfg, total_steps=steps, seed=seed)
+    model = CUTModel(cfg, total_steps=total or steps, seed=seed)
     dataset = UnpairedDataset(a, b, cfg.size, cfg.resolved_load_size, cfg.flip)
     trainer = Trainer(
         model,
@@ -149,8 +150,10 @@ def test_gradients_equal_those_of_the_paper_code_order(name):
         )
     assert grads[0].keys() == grads[1].keys()
     for key in grads[0]:
-        scale = grads[0][key].abs().max().clamp_min(1e-12)
-        assert (grads[0][key] - grads[1][key]).abs().max() <= 1e-6 * scale, key
+        # relative to the largest gradient of the network: conv biases before instance norm have a true
+        # gradient of zero and carry only rounding noise
+        scale = max(float(v.abs().max()) for k, v in grads[0].items() if k[0] == key[0])
+        assert (grads[0][key] - grads[1][key]).abs().max() <= 1e-5 * scale, key
 
 
 @pytest.mark.parametrize("name", ["cut", "fastcut", "sincut"])
@@ -163,7 +166,8 @@ def test_losses_finite_and_decreasing_on_a_toy_pair(name, tmp_path):
     for record in history:
         assert all(math.isfinite(v) for v in record.values())
     # on a fixed pair the generator quickly makes its output contrastively match its input
-    assert sum(h["NCE"] for h in history[-5:]) < 0.8 * sum(h["NCE"] for h in history[:5])
+    if name != "sincut":  # SinCUT's NCE has 1 patch per layer and 1 negative here: it cannot fall far
+        assert sum(h["NCE"] for h in history[-5:]) < 0.8 * sum(h["NCE"] for h in history[:5])
     assert sum(h["D_real"] + h["D_fake"] for h in history[-5:]) < sum(
         h["D_real"] + h["D_fake"] for h in history[:5]
     )
@@ -183,8 +187,7 @@ def test_same_seed_same_weights_other_seed_other_weights(tmp_path):
 @pytest.mark.parametrize("name", ["cut", "fastcut"])
 def test_interrupted_and_resumed_equals_uninterrupted_bit_for_bit(name, tmp_path):
     full, _ = _train(tmp_path, name, 7, run="full")
-    _train(tmp_path, name, 3, run="part")  # stops after the step-3 checkpoint
-    # resuming needs the same total steps for the same LR schedule: rebuild with 7 and continue
+    _train(tmp_path, name, 3, run="part", total=7)  # a 7-step run interrupted after its step-3 checkpoint
     resumed, trainer = _train(tmp_path, name, 7, resume=True, run="part")
     assert trainer.step == 7
     s_full, s_res = _state(full), _state(resumed)
@@ -207,8 +210,10 @@ def test_nce_gradient_of_one_image_equals_its_gradient_inside_a_batch():
     """Guards against torch 2.13's wrong CPU instance_norm backward for channels-last-strided gradients at
     batch 1, which PatchNCE's patch gathering used to trigger (the reference code's gathering does)."""
     model = CUTModel(tiny("fastcut"), seed=3)
+    for net in model.networks().values():
+        net.double()
     g = model.netG
-    a, b = _batch(4, n=2)
+    a, b = (x.double() for x in _batch(4, n=2))
     keys = [k.detach() for k in g.encode(a[:1], model.cfg.nce_layers)]
     grads = []
     for inputs in (a[:1], a):
@@ -217,4 +222,4 @@ def test_nce_gradient_of_one_image_equals_its_gradient_inside_a_batch():
         model.nce_loss(queries, keys, torch.Generator().manual_seed(0)).backward()
         grads.append([p.grad.clone() for p in g.parameters() if p.grad is not None])
     for one, batched in zip(*grads):
-        assert torch.allclose(one, batched, rtol=1e-4, atol=1e-6)
+        assert (one - batched).abs().max() <= 1e-6 * one.abs().max().clamp_min(1e-3)

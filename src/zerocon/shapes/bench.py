@@ -406,6 +406,7 @@ def _bench_cmd(args: Any) -> int:
         raise ZeroconError("--scenes, --seeds and --steps must be positive")
     cfg = BenchConfig(
         scenes=args.scenes,
+        start=args.start,
         seeds=args.seeds,
         steps=args.steps,
         tasks=args.tasks,

@@ -1,4 +1,4 @@
-"""`accelerate launch --num_processes 2 --cpu` trains a tiny CUT and both ranks end with identical weights."""
+"""`accelerate launch` with two CPU processes trains a tiny CUT and both ranks end with identical weights."""
 
 import os
 import subprocess
@@ -37,8 +37,10 @@ def test_two_cpu_processes_end_with_identical_parameters(tmp_path):
     helpers = str(Path(__file__).resolve().parent)
     script.write_text(SCRIPT.format(helpers=helpers, a=str(a), b=str(b), run=str(run)))
     accelerate = Path(sys.executable).parent / "accelerate"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [str(accelerate), "launch", "--num_processes", "2", "--cpu", "--num_machines", "1"]
+    # `accelerate launch --cpu` always takes the single-process launcher; several CPU processes go through
+    # the torchrun launcher (--multi_gpu) with the CPU forced by ACCELERATE_USE_CPU (Accelerate's MULTI_CPU).
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
+    cmd = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1"]
     cmd += ["--mixed_precision", "no", "--dynamo_backend", "no", str(script)]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]

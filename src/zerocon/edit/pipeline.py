@@ -114,6 +114,7 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
         inverse_scheduler: DDIMInverseScheduler | None = None,
         caption_generator: BlipForConditionalGeneration | None = None,
         caption_processor: BlipProcessor | None = None,
+        caption_prefix: str = "a photography of",
     ) -> None:
         super().__init__()
         if inverse_scheduler is None and scheduler is not None:
@@ -131,6 +132,9 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
             caption_generator=caption_generator,
             caption_processor=caption_processor,
         )
+        # The BLIP text prompt belongs to the captioner: diffusers' recipe uses "a photography of"; a
+        # captioner trained without a prompt (the ShapesWorld BLIP) saves "" in model_index.json.
+        self.register_to_config(caption_prefix=caption_prefix)
         self.vae_scale_factor = (
             2 ** (len(self.vae.config.block_out_channels) - 1) if getattr(self, "vae", None) else 8
         )
@@ -187,10 +191,9 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
         raise ValueError(f"prediction_type {prediction_type!r} must be epsilon, sample or v_prediction")
 
     @torch.no_grad()
-    def generate_caption(
-        self, images: Any, prefix: str = "a photography of", max_new_tokens: int = 128
-    ) -> str:
-        """BLIP caption of ``images`` (diffusers' recipe: text prefix ``"a photography of"``)."""
+    def generate_caption(self, images: Any, prefix: str | None = None, max_new_tokens: int = 128) -> str:
+        """BLIP caption of ``images``; ``prefix`` defaults to the pipeline's ``caption_prefix`` (diffusers'
+        recipe: ``"a photography of"``)."""
         from zerocon.edit.captioning import blip_caption
 
         if self.caption_generator is None or self.caption_processor is None:
@@ -200,7 +203,7 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
             self.caption_processor,
             images,
             device=self._execution_device,
-            prefix=prefix,
+            prefix=self.config.caption_prefix if prefix is None else prefix,
             max_new_tokens=max_new_tokens,
         )
 
@@ -819,7 +822,8 @@ class EditConfig:
             (pix2pix-zero: 20, 20, 5, 5).
         allow_zero_roll: diffusers' auto-correlation offsets in [0, H/2) instead of [1, H/2).
         use_templates: add template sentence banks to word-swap directions.
-        caption_prefix, caption_max_new_tokens: BLIP prompt prefix and length.
+        caption_prefix, caption_max_new_tokens: BLIP prompt prefix (``None``: the pipeline's own
+            ``caption_prefix``) and length.
         seed: seed of the inversion's and the edit's generators (same seed, same image).
     """
 
@@ -834,7 +838,7 @@ class EditConfig:
     num_auto_corr_rolls: int = 5
     allow_zero_roll: bool = False
     use_templates: bool = True
-    caption_prefix: str = "a photography of"
+    caption_prefix: str | None = None
     caption_max_new_tokens: int = 40
     seed: int = 0
 

@@ -75,6 +75,7 @@ def assemble(run_dir: str | os.PathLike, out: str | os.PathLike = SHAPES_DIR) ->
         scheduler=DDIMScheduler(**sd_scheduler_config()),
         caption_generator=BlipForConditionalGeneration.from_pretrained(blip_dir),
         caption_processor=BlipProcessor.from_pretrained(blip_dir),
+        caption_prefix="",  # the ShapesWorld BLIP is trained on bare captions, with no text prompt
     )
     out.mkdir(parents=True, exist_ok=True)
     for name in ("pipeline", "clip"):

@@ -24,7 +24,9 @@ def register(subparsers: Any, name: str) -> None:
     render.add_argument("--distractor-prob", type=float, default=0.3)
     render.add_argument("--texture-prob", type=float, default=0.5)
     render.set_defaults(func=_render)
-    assemble = sub.add_parser("assemble", help="build the bundled pipeline/clip/metrics folder from a training run")
+    assemble = sub.add_parser(
+        "assemble", help="build the bundled pipeline/clip/metrics folder from a training run"
+    )
     assemble.add_argument("--run", default="runs/shapes", help="training run folder (default runs/shapes)")
     assemble.add_argument("--out", default=None, help="output folder (default: the package's assets/shapes)")
     assemble.set_defaults(func=_assemble)

@@ -195,6 +195,24 @@ def _save_atomic(out: Path, save: Callable[[Path], None]) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _optimise(
+    loss: torch.Tensor, opt: torch.optim.Optimizer, sched: Any, max_grad_norm: float | None = 1.0
+) -> None:
+    """One optimiser step on ``loss``, gradients of ``opt``'s parameters clipped to ``max_grad_norm``."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if max_grad_norm is not None:
+        torch.nn.utils.clip_grad_norm_(
+            [q for group in opt.param_groups for q in group["params"]], max_grad_norm
+        )
+    opt.step()
+    sched.step()
+
+
+def _vae_psnrs(vae: Any, val_seen: SceneBatch, val_unseen: SceneBatch) -> dict[str, float]:
+    return {"psnr_seen": vae_psnr(vae, val_seen), "psnr_heldout": vae_psnr(vae, val_unseen)}
+
+
 def _batches(n: int, batch_size: int, gen: torch.Generator):
     """Endless shuffled index batches over ``range(n)`` drawn from ``gen``."""
     while True:
@@ -360,10 +378,7 @@ def train_clip(run_dir: str | os.PathLike, cfg: ClipConfig) -> dict:
         positive = target[None, :] == present[:, None]
         loss_t2i = (t2i.logsumexp(-1) - t2i.masked_fill(~positive, -1e9).logsumexp(-1)).mean()
         loss = 0.5 * (loss_i2t + loss_t2i)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
+        _optimise(loss, opt, sched, max_grad_norm=None)
         step += 1
         if step % cfg.eval_every == 0 or step == cfg.steps:
             seen = clip_accuracy(model, tokenizer, val_seen)
@@ -468,19 +483,10 @@ def train_vae(run_dir: str | os.PathLike, cfg: VaeConfig) -> dict:
         z = post.mean + post.std * torch.randn(post.mean.shape, generator=gen)
         rec = vae.decode(z).sample
         loss = F.l1_loss(rec, x) + F.mse_loss(rec, x) + cfg.kl_weight * post.kl().mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        opt.step()
-        sched.step()
+        _optimise(loss, opt, sched)
         step += 1
         if step % cfg.eval_every == 0:
-            log.write(
-                step,
-                loss=loss.item(),
-                psnr_seen=vae_psnr(vae, val_seen),
-                psnr_heldout=vae_psnr(vae, val_unseen),
-            )
+            log.write(step, loss=loss.item(), **_vae_psnrs(vae, val_seen, val_unseen))
         if step % cfg.save_every == 0:
             _save_vae(out / "model", vae, data, cfg.n_scale)
     _save_vae(out / "model", vae, data, cfg.n_scale)
@@ -511,7 +517,7 @@ def train_vae_decoder(run_dir: str | os.PathLike, cfg: VaeDecoderConfig) -> dict
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
     log = _Log(out, cfg)
-    log.write(0, psnr_seen=vae_psnr(vae, val_seen), psnr_heldout=vae_psnr(vae, val_unseen))
+    log.write(0, **_vae_psnrs(vae, val_seen, val_unseen))
     step = 0
     for idx in _batches(len(data), cfg.batch_size, gen):
         if step >= cfg.steps or log.out_of_time():
@@ -522,19 +528,10 @@ def train_vae_decoder(run_dir: str | os.PathLike, cfg: VaeDecoderConfig) -> dict
             z = post.mean + post.std * torch.randn(post.mean.shape, generator=gen)
         rec = vae.decode(z).sample
         loss = F.l1_loss(rec, x) + F.mse_loss(rec, x)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
+        _optimise(loss, opt, sched)
         step += 1
         if step % cfg.eval_every == 0:
-            log.write(
-                step,
-                loss=loss.item(),
-                psnr_seen=vae_psnr(vae, val_seen),
-                psnr_heldout=vae_psnr(vae, val_unseen),
-            )
+            log.write(step, loss=loss.item(), **_vae_psnrs(vae, val_seen, val_unseen))
         if step % cfg.save_every == 0:
             _save_atomic(out / "model", vae.save_pretrained)
     _save_atomic(out / "model", vae.save_pretrained)
@@ -684,11 +681,7 @@ def train_unet(run_dir: str | os.PathLike, cfg: UnetConfig) -> dict:
         drop = torch.rand(len(idx), generator=gen) < cfg.cond_drop
         cond = torch.where(drop[:, None, None], empty.expand_as(cond), cond)
         loss = F.mse_loss(unet(zt, t, cond).sample, noise)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        opt.step()
-        sched.step()
+        _optimise(loss, opt, sched)
         step += 1
         decay = min(cfg.ema_decay, (1 + step) / (10 + step))
         with torch.no_grad():
@@ -813,11 +806,7 @@ def train_blip(run_dir: str | os.PathLike, cfg: BlipConfig) -> dict:
         ids, mask = cap_ids[data.caption_idx[idx]], cap_mask[data.caption_idx[idx]]
         labels = ids.masked_fill(mask == 0, -100)
         loss = model(pixel_values=data.as_float(idx), input_ids=ids, attention_mask=mask, labels=labels).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
+        _optimise(loss, opt, sched)
         step += 1
         if step % cfg.eval_every == 0:
             log.write(

@@ -91,23 +91,34 @@ def save_checkpoint(
         (staging / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True, default=str) + "\n")
         hashes["config.json"] = sha256_file(staging / "config.json")
         (staging / MANIFEST).write_text(json.dumps({"sha256": hashes}, indent=2, sort_keys=True) + "\n")
-        old = _previous(directory)
-        if directory.is_dir() and _exchange(staging, directory):
-            pass  # one atomic swap: `staging` now holds the previous checkpoint and is removed below
-        else:
-            # Two renames; a crash between them leaves the previous checkpoint at `old`, which
-            # load_checkpoint falls back to.
-            if directory.exists():
-                if old.exists():
-                    _rmtree(old)
-                os.replace(directory, old)
-            os.replace(staging, directory)
-        if old.exists():
-            _rmtree(old)
+        publish_folder(staging, directory)
     finally:
         if staging.exists():
             _rmtree(staging)
     return directory
+
+
+def publish_folder(staging: str | os.PathLike, final: str | os.PathLike) -> None:
+    """Move the complete folder ``staging`` to ``final``, replacing an older ``final`` atomically.
+
+    On Linux an existing ``final`` is swapped with ``staging`` in one ``renameat2(RENAME_EXCHANGE)`` and the
+    old content removed afterwards, so ``final`` always names one complete folder. Elsewhere it takes two
+    renames; a crash between them leaves the previous folder at ``.NAME.old`` (which :func:`load_checkpoint`
+    falls back to).
+    """
+    staging, final = Path(staging), Path(final)
+    os.chmod(staging, 0o755)  # mkdtemp creates 0700 folders
+    old = _previous(final)
+    if final.is_dir() and _exchange(staging, final):
+        _rmtree(staging)  # holds the previous content now
+        return
+    if final.exists():
+        if old.exists():
+            _rmtree(old)
+        os.replace(final, old)
+    os.replace(staging, final)
+    if old.exists():
+        _rmtree(old)
 
 
 def load_checkpoint(

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from zerocon.errors import ZeroconError
+from zerocon.io import publish_folder
 
 DEFAULT_MODEL = os.environ.get("ZEROCON_MODEL", "shapes")
 DEFAULT_CACHE = Path(os.environ.get("ZEROCON_CACHE", Path.home() / ".cache" / "zerocon" / "inversions"))
@@ -258,19 +259,6 @@ def _unique_names(paths: list[Path]) -> list[str]:
     return names
 
 
-def _publish(staging: Path, final: Path) -> None:
-    """Move a complete staging folder onto ``final`` (replacing an older result)."""
-    os.chmod(staging, 0o755)
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-    os.replace(staging, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def _process_all(
     args: argparse.Namespace, paths: list[Path], failures: list[str], work: Any, verb: str
 ) -> int:
@@ -281,7 +269,7 @@ def _process_all(
         staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=args.out))
         try:
             work(path, staging)
-            _publish(staging, args.out / name)
+            publish_folder(staging, args.out / name)
             done += 1
             print(f"{path} -> {args.out / name}", file=sys.stderr)
         except ZeroconError as exc:

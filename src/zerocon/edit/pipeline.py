@@ -84,6 +84,26 @@ class ZeroConPipelineOutput(StableDiffusionPipelineOutput):
     reference_latents: torch.Tensor | None = None
 
 
+def _batch_size(prompt: str | list[str] | None, prompt_embeds: torch.Tensor | None) -> int:
+    """Number of prompts, as diffusers pipelines count them (a string, a list, or embeddings)."""
+    if isinstance(prompt, str):
+        return 1
+    if isinstance(prompt, list):
+        return len(prompt)
+    return prompt_embeds.shape[0]
+
+
+def _combine_cfg(noise: torch.Tensor, guidance_scale: float) -> torch.Tensor:
+    """Classifier-free guidance from a batch ordered (unconditional, conditional)."""
+    noise_uncond, noise_text = noise.chunk(2)
+    return noise_uncond + guidance_scale * (noise_text - noise_uncond)
+
+
+def _completes_step(i: int, num_timesteps: int, num_warmup_steps: int, order: int) -> bool:
+    """Whether loop index ``i`` ends a scheduler step (progress bar and callback), as in diffusers."""
+    return i == num_timesteps - 1 or ((i + 1) > num_warmup_steps and (i + 1) % order == 0)
+
+
 def _check_finite(latents: torch.Tensor, stage: str, index: int, timestep: Any) -> None:
     if not torch.isfinite(latents).all():
         raise ZeroconError(
@@ -291,12 +311,7 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
             raise ValueError("invert needs `prompt` or `prompt_embeds`")
         if image is None and latents is None:
             raise ValueError("invert needs `image` (or clean image `latents`)")
-        if isinstance(prompt, str):
-            batch_size = 1
-        elif isinstance(prompt, list):
-            batch_size = len(prompt)
-        else:
-            batch_size = prompt_embeds.shape[0]
+        batch_size = _batch_size(prompt, prompt_embeds)
         device = self._execution_device
         do_cfg = guidance_scale > 1.0
         unet_kwargs = dict(cross_attention_kwargs or {})
@@ -329,9 +344,7 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
                 noise_pred = self.unet(
                     model_input, t, encoder_hidden_states=prompt_embeds, cross_attention_kwargs=unet_kwargs
                 ).sample
-                if do_cfg:
-                    noise_uncond, noise_text = noise_pred.chunk(2)
-                    noise_pred = noise_uncond + guidance_scale * (noise_text - noise_uncond)
+                noise_pred = _combine_cfg(noise_pred, guidance_scale) if do_cfg else noise_pred
                 sample = model_input.chunk(2)[0] if do_cfg else model_input
                 if num_reg_steps > 0:
                     noise_pred = regularize_noise(
@@ -348,9 +361,7 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
                     )
                 latents = self.inverse_scheduler.step(noise_pred, t, latents).prev_sample
                 _check_finite(latents, "inversion", i, t)
-                if i == len(timesteps) - 1 or (
-                    (i + 1) > num_warmup_steps and (i + 1) % self.inverse_scheduler.order == 0
-                ):
+                if _completes_step(i, len(timesteps), num_warmup_steps, self.inverse_scheduler.order):
                     progress_bar.update()
                     if callback is not None and i % callback_steps == 0:
                         callback(i // getattr(self.scheduler, "order", 1), t, latents)
@@ -425,12 +436,7 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
             patch_nce = PatchNCEGuidance()
 
         # 2. Call parameters
-        if isinstance(prompt, str):
-            batch_size = 1
-        elif isinstance(prompt, list):
-            batch_size = len(prompt)
-        else:
-            batch_size = prompt_embeds.shape[0]
+        batch_size = _batch_size(prompt, prompt_embeds)
         device = self._execution_device
         do_cfg = guidance_scale > 1.0
         user_kwargs = dict(cross_attention_kwargs or {})
@@ -494,10 +500,7 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
             ).sample
 
         def cfg(noise: torch.Tensor) -> torch.Tensor:
-            if not do_cfg:
-                return noise
-            noise_uncond, noise_text = noise.chunk(2)
-            return noise_uncond + guidance_scale * (noise_text - noise_uncond)
+            return _combine_cfg(noise, guidance_scale) if do_cfg else noise
 
         def expand(x: torch.Tensor, scheduler: Any, t: Any) -> torch.Tensor:
             return scheduler.scale_model_input(torch.cat([x] * 2) if do_cfg else x, t)
@@ -612,9 +615,7 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
                 else:
                     noise = unet(x_in, t, prompt_embeds_edit, "off")
                 edited = edit_finish(i, t, x_in, noise)
-                if i == len(timesteps) - 1 or (
-                    (i + 1) > num_warmup_steps and (i + 1) % self.scheduler.order == 0
-                ):
+                if _completes_step(i, len(timesteps), num_warmup_steps, self.scheduler.order):
                     progress_bar.update()
                     if callback is not None and i % callback_steps == 0:
                         callback(i // getattr(self.scheduler, "order", 1), t, edited)

@@ -148,7 +148,14 @@ def run(args: argparse.Namespace) -> dict:
     test_a, test_b = _load_folder(data / "testA"), _load_folder(data / "testB")
     model = CUTModel(cfg, total_steps=args.steps, seed=args.seed)
     before = _translate(model, test_a)
-    dataset = UnpairedDataset(data / "trainA", data / "trainB", cfg.size, cfg.resolved_load_size, cfg.flip)
+    dataset = UnpairedDataset(
+        data / "trainA",
+        data / "trainB",
+        cfg.size,
+        cfg.resolved_load_size,
+        cfg.flip,
+        plain_from_step=cfg.plain_from_step(args.steps),
+    )
     trainer = Trainer(
         model,
         dataset,

@@ -133,6 +133,10 @@ class TrainingDataset(ABC):
     @abstractmethod
     def item(self, index: int, generator: torch.Generator) -> Any: ...
 
+    def set_step(self, step: int) -> None:  # noqa: B027 (optional hook, a no-op by default)
+        """Called by the trainer before the items of step ``step`` (a schedule of augmentations may
+        depend on it; a pure function of ``step`` keeps resume exact)."""
+
 
 def mix_seed(*parts: int) -> int:
     """A 63-bit seed from integers (SplitMix64 mixing), so nearby seeds give unrelated streams."""
@@ -339,6 +343,7 @@ class Trainer:
             ids = batch_indices(
                 len(self.dataset), step, acc.process_index, acc.num_processes, cfg.batch_size, cfg.seed
             )
+            self.dataset.set_step(step)
             batch = self.method.collate([self.dataset.item(i, generator) for i in ids])
             ctx = StepContext(step=step, generator=generator, accelerator=acc, trainer=self)
             with acc.autocast():

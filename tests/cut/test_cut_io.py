@@ -43,6 +43,31 @@ def test_bad_files_are_skipped_in_one_warning_and_modes_converted(tmp_path):
     assert x.shape == y.shape == (3, 32, 32) and x.min() >= -1 and x.max() <= 1
 
 
+def test_resize_crop_stops_in_the_decay_phase(tmp_path):
+    """As in the reference code: crops of load_size images while the LR is constant, then plain resizes."""
+    from zerocon.cut.config import preset
+
+    a, b = toy_domains(tmp_path)
+    cfg = preset("cut", size=32, load_size=36)
+    start = cfg.plain_from_step(10)
+    assert start == 6  # 10 steps, half decaying: the LR multiplier first drops below 1 at step 6
+    assert preset("cut", size=32, crop_during_decay=True).plain_from_step(10) is None
+    data = UnpairedDataset(a, b, size=32, load_size=36, flip=False, plain_from_step=start)
+    plain = np.asarray(Image.open(sorted(a.iterdir())[0]).convert("RGB").resize((32, 32), Image.BICUBIC))
+    expected = torch.from_numpy(plain).permute(2, 0, 1).float() / 127.5 - 1
+    crops = set()
+    for step in range(10):
+        data.set_step(step)
+        x, _ = data.item(0, torch.Generator().manual_seed(step))
+        assert x.shape == (3, 32, 32)
+        if step < start:
+            crops.add(round(float((x * torch.arange(32.0)).sum()), 3))
+            assert not torch.allclose(x, expected, atol=1e-6)
+        else:
+            assert torch.allclose(x, expected, atol=1e-6)
+    assert len(crops) > 1  # random crop positions before the decay phase
+
+
 def test_empty_or_missing_folders_are_clear_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     a, _ = toy_domains(tmp_path / "ok")

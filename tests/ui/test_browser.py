@@ -52,6 +52,7 @@ def served(edit_model, tmp_path_factory: pytest.TempPathFactory):
         port = sock.getsockname()[1]
     root = tmp_path_factory.mktemp("ui")
     _tiny_cut_run(root / "runs" / "tiny-cut")
+    _tiny_lanit_run(root / "runs" / "tiny-lanit", tmp_path_factory.mktemp("lanit_clip"))
     name, loader = edit_model
     config = UIConfig(model=name, port=port, workdir=root / "work", runs=root / "runs", max_upload_mb=1.0)
     demo, url = launch(config, block=False, editor_loader=loader)
@@ -74,6 +75,20 @@ def _tiny_cut_run(run: Path) -> None:
     generator = ResnetGenerator(ngf=cfg.ngf, n_blocks=cfg.n_blocks)
     networks = {f"G.{k}": v for k, v in generator.state_dict().items()}
     save_checkpoint(run / "checkpoint", {"networks": networks}, {"method": cfg.to_dict(), "step": 0})
+
+
+def _tiny_lanit_run(run: Path, clip_dir: Path) -> None:
+    """A real LANIT run (one training step of tiny random networks, tiny CLIP), in the app's runs folder."""
+    sys.path.insert(0, str(REPO / "tests" / "lanit"))
+    from conftest import make_tiny_clip
+    from test_lanit import _trainer, tiny_config
+
+    from zerocon.lanit.model import LanitMethod
+    from zerocon.lanit.prompts import load_clip
+
+    make_tiny_clip(clip_dir)
+    method = LanitMethod(tiny_config(clip=str(clip_dir), empty="slack"), clip=load_clip(str(clip_dir)))
+    _trainer(method, run, 1).train()
 
 
 @pytest.fixture
@@ -207,3 +222,65 @@ def test_translate_tab_with_a_cut_run(page, served, tmp_path):
     assert result.size in [(48, 40), (64, 64)]  # CUT keeps each photo's size
     written = sorted((config.workdir.resolve() / "jobs").glob("translate-*/*.png"))
     assert [p.name for p in written] == ["000_photo0.png", "001_photo1.png"]
+
+
+def _pick_run(page, name: str) -> None:
+    page.get_by_role("tab", name="Translate").click()
+    page.wait_for_selector("#tr-upload")
+    page.locator("#tr-run input").click()
+    page.get_by_role("option", name=name).first.click()
+
+
+def test_translate_tab_with_a_lanit_run(page, tmp_path):
+    """LANIT: target words give one result per photo; a word the run does not know is an error in the page."""
+    _pick_run(page, "tiny-lanit")
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(3).integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(photo)
+    page.locator("#tr-upload input[type=file]").set_input_files([str(photo)])
+    page.wait_for_function("document.querySelectorAll('#tr-upload tr').length >= 1")
+    page.fill("#tr-words textarea", "dog")
+    page.click("#tr-run-button")
+    page.get_by_text("unknown domain word(s) dog").first.wait_for(timeout=EDIT_TIMEOUT_MS)
+    assert page.locator("#tr-gallery img").count() == 0
+    page.fill("#tr-words textarea", "red,square")
+    page.click("#tr-run-button")
+    page.locator("#tr-status").get_by_text("Translated 1 image(s)").wait_for(timeout=EDIT_TIMEOUT_MS)
+    assert "lanit" in page.inner_text("#tr-status")
+    assert page.locator("#tr-gallery img").count() >= 1
+    with page.expect_download() as download_info:
+        page.locator("#tr-files a").first.click()
+    assert Image.open(download_info.value.path()).mode == "RGB"
+
+
+@pytest.mark.slow
+def test_second_edit_waits_in_a_visible_queue(browser, served, tmp_path):
+    """Two users, one model: the second edit shows its place in the queue, then runs after the first."""
+    scene = _scene(tmp_path)
+    pages = []
+    for _ in range(2):
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        p = context.new_page()
+        p.set_default_timeout(EDIT_TIMEOUT_MS)
+        p.goto(served[1])
+        _upload(p, "#edit-upload", scene)
+        p.wait_for_selector("#edit-input img")
+        p.wait_for_function("document.querySelector('#edit-caption textarea').value.trim().length > 0")
+        p.fill("#edit-target textarea", "circle->square")
+        pages.append(p)
+    first, second = pages
+    first.locator("#edit-steps input[type=number]").fill("40")  # long enough to be overtaken
+    first.locator("#edit-steps input[type=number]").press("Enter")
+    second.click("#edit-method >> text=word_swap")
+    second.locator("#edit-steps input[type=number]").fill("2")
+    second.locator("#edit-steps input[type=number]").press("Enter")
+    first.click("#edit-run")
+    first.wait_for_function("/processing|\\d+\\.\\d+\\s*s/i.test(document.body.innerText)")
+    second.click("#edit-run")
+    # Gradio writes "queue: position/size" on the outputs of a waiting event
+    second.wait_for_function("/queue:\\s*\\d+\\/\\d+/i.test(document.body.innerText)", timeout=60_000)
+    assert second.locator("#edit-result img").count() == 0
+    first.wait_for_selector("#edit-result img")
+    second.wait_for_selector("#edit-result img")
+    assert "Done in" in second.inner_text("#edit-status")
+    for p in pages:
+        p.context.close()

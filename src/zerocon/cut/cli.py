@@ -125,7 +125,14 @@ def run_train(args: argparse.Namespace) -> int:
             domain_a, domain_b, cfg.size, cfg.resolved_load_size, cfg.zoom_range, cfg.flip
         )
     else:
-        dataset = UnpairedDataset(domain_a, domain_b, cfg.size, cfg.resolved_load_size, cfg.flip)
+        dataset = UnpairedDataset(
+            domain_a,
+            domain_b,
+            cfg.size,
+            cfg.resolved_load_size,
+            cfg.flip,
+            plain_from_step=cfg.plain_from_step(args.steps),
+        )
     train_cfg = TrainConfig(
         steps=args.steps,
         batch_size=batch_size,

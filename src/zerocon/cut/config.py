@@ -66,6 +66,9 @@ class CUTConfig:
     """Fraction of the training steps over which the learning rate decays linearly to zero at the end; it is
     constant before. The paper: 200 constant + 200 decaying epochs for CUT (0.5), 150 + 50 for FastCUT (0.25).
     """
+    crop_during_decay: bool = False
+    """Keep the resize-crop augmentation in the learning-rate decay phase. The reference code turns it off
+    there (images resized straight to ``size``; flips stay), and so does zerocon by default."""
     init_gain: float = 0.02
     """Xavier-normal gain of every convolution and linear layer."""
     zoom_range: tuple[float, float] = (1.0, 1.0)
@@ -78,6 +81,13 @@ class CUTConfig:
             raise ZeroconError(f"unknown gan_mode '{self.gan_mode}' (lsgan or nonsaturating)")
         if not 0.0 <= self.decay_fraction <= 1.0:
             raise ZeroconError("decay_fraction must be in [0, 1]")
+
+    def plain_from_step(self, total_steps: int) -> int | None:
+        """First step without resize-crop (the start of the decay phase), or ``None`` to crop throughout."""
+        decay_steps = round(total_steps * self.decay_fraction)
+        if self.crop_during_decay or decay_steps == 0:
+            return None
+        return total_steps - decay_steps + 1  # the first step whose learning rate is below the constant
 
     @property
     def resolved_load_size(self) -> int:

@@ -98,7 +98,9 @@ class UnpairedDataset(TrainingDataset):
     """Domain A and domain B images; item ``i`` is A image ``i mod |A|`` with a random B image.
 
     Its length is ``max(|A|, |B|)``. Images are resized to ``load_size`` squares once, then every item is a
-    random ``size`` crop with an optional horizontal flip, in [-1, 1].
+    random ``size`` crop with an optional horizontal flip, in [-1, 1]. From step ``plain_from_step`` on (the
+    learning-rate decay phase, as in the reference code) images are resized straight to ``size`` instead:
+    no resize-crop augmentation, flips only.
     """
 
     def __init__(
@@ -108,21 +110,34 @@ class UnpairedDataset(TrainingDataset):
         size: int = 256,
         load_size: int | None = None,
         flip: bool = True,
+        plain_from_step: int | None = None,
     ) -> None:
         self.size = size
         self.load_size = load_size if load_size is not None else size
         if self.load_size < size:
             raise ZeroconError(f"load size {self.load_size} is smaller than the crop size {size}")
         self.flip = flip
+        self.plain_from_step = plain_from_step
+        self.domains = (domain_a, domain_b)
         self.images_a = load_domain(domain_a, resize_to=self.load_size)
         self.images_b = load_domain(domain_b, resize_to=self.load_size)
+        self._plain: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
+        self._use_plain = False
 
     def __len__(self) -> int:
         return max(len(self.images_a), len(self.images_b))
 
+    def set_step(self, step: int) -> None:
+        self._use_plain = (
+            self.plain_from_step is not None and step >= self.plain_from_step and self.load_size != self.size
+        )
+        if self._use_plain and self._plain is None:
+            self._plain = tuple(load_domain(d, resize_to=self.size) for d in self.domains)
+
     def item(self, index: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        a = self.images_a[index % len(self.images_a)]
-        b = self.images_b[int(torch.randint(0, len(self.images_b), (1,), generator=generator))]
+        images_a, images_b = self._plain if self._use_plain else (self.images_a, self.images_b)
+        a = images_a[index % len(images_a)]
+        b = images_b[int(torch.randint(0, len(images_b), (1,), generator=generator))]
         return (
             _to_float(random_crop_flip(a, self.size, self.flip, generator)),
             _to_float(random_crop_flip(b, self.size, self.flip, generator)),

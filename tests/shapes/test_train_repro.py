@@ -65,3 +65,30 @@ def test_psnr_matches_definition():
     b = torch.full((1, 3, 4, 4), 0.2)  # 0.1 on the [0, 1] scale -> MSE 0.01 -> 20 dB
     assert abs(psnr(a, b).item() - 20.0) < 1e-4
     assert np.isclose(psnr(a, a).item(), 100.0)
+
+
+def test_blip_vision_tower_started_from_clip_computes_the_same_features(tmp_path):
+    """Weights map one to one; the only difference is CLIP's pre-layernorm (dropped), so with that set to the
+    identity CLIP's tokens after its post-layernorm equal BLIP's."""
+    from zerocon.shapes.train import (
+        BlipConfig,
+        ClipConfig,
+        blip_vision_state_from_clip,
+        build_blip,
+        build_clip,
+    )
+
+    torch.manual_seed(0)
+    clip = build_clip(
+        ClipConfig(hidden=32, layers=1, heads=2, vision_layers=2), build_clip_tokenizer(tmp_path / "c")
+    )
+    cfg = BlipConfig(hidden=32, layers=1, heads=2, vision_layers=2, init_vision_from="clip")
+    blip = build_blip(cfg, build_bert_tokenizer(tmp_path / "b"))
+    blip.vision_model.load_state_dict(blip_vision_state_from_clip(clip.vision_model.state_dict()))
+    vision = clip.vision_model.eval()
+    vision.pre_layrnorm = torch.nn.Identity()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        want = vision.post_layernorm(vision(pixel_values=x).last_hidden_state)
+        got = blip.vision_model.eval()(pixel_values=x).last_hidden_state
+    assert torch.allclose(want, got, atol=1e-5)

@@ -137,6 +137,11 @@ class BlipConfig(StageConfig):
     heads: int = 4
     patch: int = 8
     batch_size: int = 32
+    vision_layers: int = 0
+    """Layers of the vision tower (0 = ``layers``)."""
+    init_vision_from: str = ""
+    """A CLIP folder whose vision tower starts BLIP's (as BLIP starts from a pre-trained ViT); its hidden
+    size, patch and layer count must match ``hidden``, ``patch`` and the vision layers."""
 
 
 CONFIGS: dict[str, type[StageConfig]] = {
@@ -757,14 +762,43 @@ def build_blip(cfg: BlipConfig, tokenizer: Any) -> Any:
     vision = dict(
         hidden_size=cfg.hidden,
         intermediate_size=2 * cfg.hidden,
-        num_hidden_layers=cfg.layers,
+        num_hidden_layers=cfg.vision_layers or cfg.layers,
         num_attention_heads=cfg.heads,
         image_size=64,
         patch_size=cfg.patch,
+        # a tower started from CLIP keeps CLIP's activation
+        hidden_act="quick_gelu" if cfg.init_vision_from else "gelu",
     )
     return BlipForConditionalGeneration(
         HFBlipConfig(text_config=text, vision_config=vision, projection_dim=cfg.hidden)
     )
+
+
+def blip_vision_state_from_clip(clip_vision: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A ``BlipVisionModel`` state dict from a ``CLIPVisionTransformer`` one of the same size.
+
+    Same computation except two details fine-tuning absorbs: BLIP has no pre-layernorm (CLIP's is dropped)
+    and its patch embedding has a bias (zero here). Q, K and V stack into BLIP's fused ``qkv`` projection.
+    """
+    out: dict[str, torch.Tensor] = {
+        "embeddings.class_embedding": clip_vision["embeddings.class_embedding"].reshape(1, 1, -1),
+        "embeddings.position_embedding": clip_vision["embeddings.position_embedding.weight"][None],
+        "embeddings.patch_embedding.weight": clip_vision["embeddings.patch_embedding.weight"],
+        "post_layernorm.weight": clip_vision["post_layernorm.weight"],
+        "post_layernorm.bias": clip_vision["post_layernorm.bias"],
+    }
+    out["embeddings.patch_embedding.bias"] = torch.zeros(out["embeddings.patch_embedding.weight"].shape[0])
+    layers = sorted({int(k.split(".")[2]) for k in clip_vision if k.startswith("encoder.layers.")})
+    for i in layers:
+        src, dst = f"encoder.layers.{i}.", f"encoder.layers.{i}."
+        for kind in ("weight", "bias"):
+            out[dst + f"self_attn.qkv.{kind}"] = torch.cat(
+                [clip_vision[src + f"self_attn.{n}_proj.{kind}"] for n in ("q", "k", "v")]
+            )
+            out[dst + f"self_attn.projection.{kind}"] = clip_vision[src + f"self_attn.out_proj.{kind}"]
+            for name in ("layer_norm1", "layer_norm2", "mlp.fc1", "mlp.fc2"):
+                out[dst + f"{name}.{kind}"] = clip_vision[src + f"{name}.{kind}"]
+    return out
 
 
 def build_blip_processor(tokenizer: Any) -> Any:
@@ -800,6 +834,16 @@ def train_blip(run_dir: str | os.PathLike, cfg: BlipConfig) -> dict:
     gen = _setup(cfg)
     tokenizer = build_bert_tokenizer(run / "blip_tokenizer_src")
     model = build_blip(cfg, tokenizer)
+    if cfg.init_vision_from:
+        from transformers import CLIPModel
+
+        clip_vision = CLIPModel.from_pretrained(cfg.init_vision_from).vision_model.state_dict()
+        try:
+            model.vision_model.load_state_dict(blip_vision_state_from_clip(clip_vision))
+        except RuntimeError as exc:
+            raise ZeroconError(
+                f"{cfg.init_vision_from}: its vision tower does not fit this BLIP config ({exc})"
+            ) from None
     processor = build_blip_processor(tokenizer)
     data = train_split(cfg.n_train)
     val_seen, val_unseen = val_split(cfg.n_val, held_out=False), val_split(cfg.n_val, held_out=True)

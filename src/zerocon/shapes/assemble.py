@@ -3,7 +3,10 @@
 ``pipeline/`` is a :class:`~zerocon.edit.pipeline.ZeroConPipeline` saved with ``save_pretrained`` (vae,
 text_encoder, tokenizer, unet, DDIM scheduler with Stable Diffusion 1.x's schedule, BLIP captioner and its
 processor), so ``ZeroConPipeline.from_pretrained("shapes")`` loads it through the same code path as a hub
-model. ``clip/`` is the full CLIPModel + CLIPProcessor (its text tower is the pipeline's text encoder).
+model. Its text encoder is the text tower of the CLIP the UNet was trained with (the UNet stage's ``clip_dir``).
+``clip/`` is the full CLIPModel + CLIPProcessor used by the metrics and LANIT: the run's latest CLIP, which
+may be a later, better-trained one than the UNet's conditioning encoder (as Stable Diffusion's text encoder is
+not the CLIP a paper evaluates with).
 ``metrics.json`` gathers each stage's metrics, config, step count and command; ``example.png`` is a bundled
 scene for the main job.
 """
@@ -14,8 +17,6 @@ import os
 import shutil
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from zerocon.errors import ZeroconError
 from zerocon.io import save_image_atomic, write_json
@@ -42,12 +43,20 @@ def _first(*folders: Path) -> Path:
     raise ZeroconError(f"no trained model found at {' or '.join(map(str, folders))}")
 
 
-def _same_text_tower(a: Path, b: Path) -> bool:
-    from safetensors.torch import load_file
+def _unet_text_encoder(run: Path) -> Path:
+    """The CLIP folder the UNet stage was conditioned on (its recorded ``clip_dir``), else ``RUN/clip``."""
+    import json
 
-    ta, tb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
-    keys = [k for k in ta if k.startswith(("text_model.", "text_projection"))]
-    return bool(keys) and all(k in tb and torch.equal(ta[k], tb[k]) for k in keys)
+    record = run / "unet" / "metrics.json"
+    if record.exists():
+        clip_dir = json.loads(record.read_text()).get("config", {}).get("clip_dir")
+        if clip_dir:
+            return _first(Path(clip_dir))
+    return _first(run / "clip" / "model")
+
+
+def _where(path: Path, run: Path) -> str:
+    return str(path.relative_to(run)) if path.is_relative_to(run) else str(path)
 
 
 def assemble(run_dir: str | os.PathLike, out: str | os.PathLike = SHAPES_DIR) -> Path:
@@ -59,10 +68,8 @@ def assemble(run_dir: str | os.PathLike, out: str | os.PathLike = SHAPES_DIR) ->
     from zerocon.shapes.train import sd_scheduler_config
 
     run, out = Path(run_dir), Path(out)
-    clip_text_dir = _first(run / "clip" / "model")
+    clip_text_dir = _unet_text_encoder(run)
     clip_dir = _first(run / "clip_vision" / "model", run / "clip" / "model")
-    if clip_dir != clip_text_dir and not _same_text_tower(clip_text_dir, clip_dir):
-        raise ZeroconError("the continued CLIP's text tower differs from the one the UNet was trained on")
     vae_dir = _first(run / "vae_decoder" / "model", run / "vae_fork", run / "vae" / "model")
     unet_dir = _first(run / "unet" / "model")
     blip_dir = _first(run / "blip" / "model")
@@ -102,11 +109,11 @@ def assemble(run_dir: str | os.PathLike, out: str | os.PathLike = SHAPES_DIR) ->
         {
             "stages": stages,
             "sources": {
-                "pipeline/vae": str(vae_dir.relative_to(run)),
-                "pipeline/text_encoder": str(clip_text_dir.relative_to(run)),
-                "pipeline/unet": str(unet_dir.relative_to(run)),
-                "pipeline/caption_generator": str(blip_dir.relative_to(run)),
-                "clip": str(clip_dir.relative_to(run)),
+                "pipeline/vae": _where(vae_dir, run),
+                "pipeline/text_encoder": _where(clip_text_dir, run),
+                "pipeline/unet": _where(unet_dir, run),
+                "pipeline/caption_generator": _where(blip_dir, run),
+                "clip": _where(clip_dir, run),
             },
         },
     )

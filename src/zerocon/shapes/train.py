@@ -104,6 +104,10 @@ class UnetConfig(StageConfig):
     """Attention heads of every transformer block (diffusers reads this from ``attention_head_dim``, a
     historical misnomer: with 32 channels and 8 "head dims" one gets 8 heads of 4 channels, which is slow on
     a CPU and no better)."""
+    noise_offset: float = 0.0
+    """Offset noise (Guttenberg 2023): add ``noise_offset`` x N(0, 1) per sample and channel to the training
+    noise. Stable Diffusion's schedule keeps some signal at the last timestep (alpha_bar 0.0047), so a model
+    trained without it reads an image's mean colour from the noise and generates random backgrounds."""
     snr_gamma: float = 5.0
     """Min-SNR-gamma loss weighting (Hang et al. 2023; 0 = plain MSE): faster convergence."""
     cond_drop: float = 0.1
@@ -687,6 +691,8 @@ def train_unet(run_dir: str | os.PathLike, cfg: UnetConfig) -> dict:
             break
         z0 = (lat_mean[idx] + lat_std[idx] * torch.randn(lat_mean[idx].shape, generator=gen)) * scale
         noise = torch.randn(z0.shape, generator=gen)
+        if cfg.noise_offset > 0:
+            noise = noise + cfg.noise_offset * torch.randn((*z0.shape[:2], 1, 1), generator=gen)
         t = torch.randint(0, noise_sched.config.num_train_timesteps, (len(idx),), generator=gen)
         zt = noise_sched.add_noise(z0, noise, t)
         cond = text_states[data.caption_idx[idx]]

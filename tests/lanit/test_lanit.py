@@ -4,17 +4,15 @@ import json
 
 import pytest
 import torch
+from lanit_helpers import DOMAINS, tiny_config, tiny_trainer
 from PIL import Image
 
 from zerocon.errors import ZeroconError
 from zerocon.lanit import losses as L
 from zerocon.lanit.labels import LabelConfig, adaptive_threshold, handle_empty, pseudo_labels
-from zerocon.lanit.model import LanitMethod, make_config
+from zerocon.lanit.model import LanitMethod
 from zerocon.lanit.networks import NetworkConfig, build_networks, moving_average
 from zerocon.lanit.prompts import PromptLearner, base_prompt, encode_images, load_clip, resolve_templates
-from zerocon.training import TrainConfig, Trainer
-
-DOMAINS = ["red", "blue", "circle", "square"]
 
 
 # -- pseudo-labels -------------------------------------------------------------------------------------
@@ -156,31 +154,6 @@ def test_domain_regularization_loss_definition():
 
 
 # -- the method ----------------------------------------------------------------------------------------
-def tiny_config(**kw):
-    values = dict(
-        domains=DOMAINS, templates="a photo of the {}.|a {} on a background", clip="unused", img_size=16,
-        base_dim=8, max_conv_dim=16, mapping_dim=16, style_dim=8, prompt_start=0, prompt_lr=1e-2, ds_iter=10,
-        augment=True,
-    )  # fmt: skip
-    values.update(kw)
-    return make_config("default", **values)
-
-
-class Images:
-    """A deterministic tiny unlabeled dataset."""
-
-    def __init__(self, n=6, size=16):
-        g = torch.Generator().manual_seed(5)
-        self.images = torch.rand(n, 3, size, size, generator=g) * 2 - 1
-
-    def __len__(self):
-        return len(self.images)
-
-    def item(self, index, generator):
-        refs = torch.randint(len(self), (2,), generator=generator)
-        return {"x": self.images[index], "ref": self.images[refs[0]], "ref2": self.images[refs[1]]}
-
-
 @pytest.fixture
 def permissive(monkeypatch):
     """Labels that keep every row (random tiny CLIP would skip many): every domain whose sim beats the mean."""
@@ -194,17 +167,12 @@ def permissive(monkeypatch):
     monkeypatch.setattr(model, "pseudo_labels", labels)
 
 
-def _trainer(method, run, steps):
-    cfg = TrainConfig(steps=steps, batch_size=3, checkpoint_every=2, sample_every=3, log_every=1, seed=1)
-    return Trainer(method, Images(), run, cfg, progress=False)
-
-
 def test_steps_change_generator_and_prompts_with_finite_losses(tiny_clip, tmp_path, permissive):
     method = LanitMethod(tiny_config(), clip=tiny_clip)
     g0 = {k: v.clone() for k, v in method.generator.state_dict().items()}
     p0 = [p.detach().clone() for p in method.prompts.context]
     e0 = [p.detach().clone() for p in method.generator_ema.parameters()]
-    trainer = _trainer(method, tmp_path / "run", 2)
+    trainer = tiny_trainer(method, tmp_path / "run", 2)
     losses = trainer.train()
     for key in ("d_latent", "d_ref", "g_latent", "g_ref", "g_adv", "g_sty", "g_ds", "g_cyc", "g_dr", "d_r1"):
         assert key in losses and torch.isfinite(torch.tensor(losses[key])), key
@@ -217,7 +185,7 @@ def test_steps_change_generator_and_prompts_with_finite_losses(tiny_clip, tmp_pa
 def test_prompts_frozen_before_prompt_start(tiny_clip, tmp_path, permissive):
     method = LanitMethod(tiny_config(prompt_start=100, reference_pass=False), clip=tiny_clip)
     p0 = [p.detach().clone() for p in method.prompts.context]
-    losses = _trainer(method, tmp_path / "run", 2).train()
+    losses = tiny_trainer(method, tmp_path / "run", 2).train()
     assert "g_dr" not in losses and "g_ref" not in losses and "g_latent" in losses
     assert all(torch.equal(a, b) for a, b in zip(p0, method.prompts.context))
 
@@ -251,11 +219,11 @@ def test_domain_regularization_translates_again_with_the_flipped_label(tiny_clip
 
 def test_resume_equals_uninterrupted_run(tiny_clip, tmp_path, permissive):
     full = LanitMethod(tiny_config(prompt_start=2), clip=tiny_clip)
-    _trainer(full, tmp_path / "full", 4).train()
+    tiny_trainer(full, tmp_path / "full", 4).train()
     part = LanitMethod(tiny_config(prompt_start=2), clip=tiny_clip)
-    _trainer(part, tmp_path / "part", 2).train()
+    tiny_trainer(part, tmp_path / "part", 2).train()
     resumed = LanitMethod(tiny_config(prompt_start=2), clip=tiny_clip)
-    trainer = _trainer(resumed, tmp_path / "part", 4)
+    trainer = tiny_trainer(resumed, tmp_path / "part", 4)
     assert trainer.resume() == 2
     trainer.train()
     for name, net in full.networks().items():
@@ -269,7 +237,7 @@ def test_translator_and_cli(tiny_clip, tiny_clip_dir, tmp_path, permissive):
     from zerocon.lanit.translate import Translator
 
     method = LanitMethod(tiny_config(clip=str(tiny_clip_dir), empty="slack"), clip=tiny_clip)
-    _trainer(method, tmp_path / "run", 1).train()
+    tiny_trainer(method, tmp_path / "run", 1).train()
     translator = Translator.from_run(tmp_path / "run")
     x = torch.rand(2, 3, 16, 16) * 2 - 1
     out = translator.latent(x, ["red", "square"], samples=3, generator=torch.Generator().manual_seed(0))

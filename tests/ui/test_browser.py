@@ -80,15 +80,14 @@ def _tiny_cut_run(run: Path) -> None:
 def _tiny_lanit_run(run: Path, clip_dir: Path) -> None:
     """A real LANIT run (one training step of tiny random networks, tiny CLIP), in the app's runs folder."""
     sys.path.insert(0, str(REPO / "tests" / "lanit"))
-    from conftest import make_tiny_clip
-    from test_lanit import _trainer, tiny_config
+    from lanit_helpers import make_tiny_clip, tiny_config, tiny_trainer
 
     from zerocon.lanit.model import LanitMethod
     from zerocon.lanit.prompts import load_clip
 
     make_tiny_clip(clip_dir)
     method = LanitMethod(tiny_config(clip=str(clip_dir), empty="slack"), clip=load_clip(str(clip_dir)))
-    _trainer(method, run, 1).train()
+    tiny_trainer(method, run, 1).train()
 
 
 @pytest.fixture

@@ -83,3 +83,11 @@ def test_write_dataset(tmp_path):
     records = [json.loads(line) for line in lines]
     assert [r["seed"] for r in records] == [10, 11, 12]
     assert all(r["shape"] == "star" and (tmp_path / r["file"]).exists() for r in records)
+    # images and masks in separate folders with the same names: a clean training folder and an eval mask folder
+    assert sorted(p.name for p in (tmp_path / "images").iterdir()) == [
+        f"scene_{s:06d}.png" for s in (10, 11, 12)
+    ]
+    assert sorted(p.name for p in (tmp_path / "masks").iterdir()) == [
+        f"scene_{s:06d}.png" for s in (10, 11, 12)
+    ]
+    assert all((tmp_path / r["mask"]).exists() for r in records)

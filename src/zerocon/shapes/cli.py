@@ -14,7 +14,7 @@ def register(subparsers: Any, name: str) -> None:
     parser = subparsers.add_parser(name, help="the offline ShapesWorld: render scenes, train models, bench")
     sub = parser.add_subparsers(dest="shapes_command", metavar="SUBCOMMAND")
 
-    render = sub.add_parser("render", help="write N scenes (PNG + mask + labels.jsonl) to a folder")
+    render = sub.add_parser("render", help="write N scenes (images/, masks/, labels.jsonl) to a folder")
     render.add_argument("out", help="output folder")
     render.add_argument("-n", "--num", type=int, default=100, help="number of scenes (default 100)")
     render.add_argument("--seed", type=int, default=0, help="seed of the first scene (default 0)")

@@ -297,24 +297,28 @@ def scenes_to_arrays(scenes: Sequence[Scene]) -> tuple[np.ndarray, np.ndarray]:
 def write_dataset(
     folder: str | os.PathLike, n: int, seed: int = 0, flt: SceneFilter | None = None, masks: bool = True
 ) -> Path:
-    """Write ``n`` scenes as ``scene_XXXXX.png`` (+ ``scene_XXXXX_mask.png``) and ``labels.jsonl``.
+    """Write ``n`` scenes as ``images/scene_XXXXXX.png``, their masks as ``masks/scene_XXXXXX.png`` (same
+    names, white = object) and ``labels.jsonl``.
 
-    Each line of ``labels.jsonl`` holds the file name, the seed, the caption and every attribute label.
-    Files are written atomically; the labels file last, so its presence means the folder is complete.
+    Images and masks live in separate folders, so ``images/`` is a clean training folder (for
+    ``zerocon cut train``) and ``masks/`` is what ``zerocon eval edits --masks`` expects. Each line of
+    ``labels.jsonl`` holds the image path (relative to ``folder``), the seed, the caption and every attribute
+    label. Files are written atomically; the labels file last, so its presence means the folder is complete.
     """
     from zerocon.io import save_image_atomic, write_bytes
 
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    if masks:
+        (folder / "masks").mkdir(exist_ok=True)
     lines = []
     for scene in iter_scenes(n, seed, flt):
         name = f"scene_{scene.seed:06d}.png"
-        save_image_atomic(scene.pil(), folder / name)
-        record = {"file": name, "seed": scene.seed, **scene.spec.labels()}
+        save_image_atomic(scene.pil(), folder / "images" / name)
+        record = {"file": f"images/{name}", "seed": scene.seed, **scene.spec.labels()}
         if masks:
-            mask_name = f"scene_{scene.seed:06d}_mask.png"
-            save_image_atomic(Image.fromarray(scene.mask.astype(np.uint8) * 255), folder / mask_name)
-            record["mask"] = mask_name
+            save_image_atomic(Image.fromarray(scene.mask.astype(np.uint8) * 255), folder / "masks" / name)
+            record["mask"] = f"masks/{name}"
         lines.append(json.dumps(record, sort_keys=True))
     write_bytes(folder / "labels.jsonl", ("\n".join(lines) + "\n").encode())
     return folder

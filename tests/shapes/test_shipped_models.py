@@ -41,8 +41,8 @@ def test_clip_zero_shot_on_fresh_scenes():
     recorded = _stage("clip_vision" if "clip_vision" in METRICS["stages"] else "clip")["metrics"][
         "val_seen_captions"
     ]
-    assert acc["color_acc"] >= 0.9 and acc["background_acc"] >= 0.9
-    assert acc["shape_acc"] >= max(0.3, recorded["shape_acc"] - 0.2)  # 0.25 is chance
+    assert acc["color_acc"] >= 0.95 and acc["background_acc"] >= 0.95
+    assert acc["shape_acc"] >= max(0.75, recorded["shape_acc"] - 0.1)  # 0.25 is chance; the bar is 0.95
 
 
 def test_vae_reconstructs_held_out_scenes():
@@ -55,6 +55,7 @@ def test_vae_reconstructs_held_out_scenes():
     n_val = _stage(stage)["config"]["n_val"]
     value = vae_psnr(vae, val_split(n_val, held_out=True))  # the same held-out scenes as the record
     assert abs(value - _stage(stage)["metrics"]["psnr_val_heldout"]) < 0.05
+    assert value >= 30.0  # the bar, on held-out scenes
     assert vae.config.scaling_factor != 1.0
 
 
@@ -66,7 +67,7 @@ def test_blip_captions_scenes():
     model = BlipForConditionalGeneration.from_pretrained(SHAPES_DIR / "pipeline" / "caption_generator")
     processor = BlipProcessor.from_pretrained(SHAPES_DIR / "pipeline" / "caption_processor")
     exact = blip_exact_match(model, processor.tokenizer, val_split(32, held_out=False))
-    assert exact >= _stage("blip")["metrics"]["exact_match_val_seen"] - 0.25
+    assert exact >= max(0.85, _stage("blip")["metrics"]["exact_match_val_seen"] - 0.1)  # the bar is 0.9
 
 
 def test_pipeline_loads_by_name_and_generates():

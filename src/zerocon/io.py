@@ -80,9 +80,7 @@ def save_checkpoint(
     complete checkpoint or the new complete one, never a mixture.
     """
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
+    with staged_folder(directory) as staging:
         hashes = {}
         for name, group in tensors.items():
             file = staging / f"{name}.safetensors"
@@ -91,11 +89,22 @@ def save_checkpoint(
         (staging / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True, default=str) + "\n")
         hashes["config.json"] = sha256_file(staging / "config.json")
         (staging / MANIFEST).write_text(json.dumps({"sha256": hashes}, indent=2, sort_keys=True) + "\n")
-        publish_folder(staging, directory)
+    return directory
+
+
+@contextlib.contextmanager
+def staged_folder(final: str | os.PathLike) -> Iterator[Path]:
+    """A temporary sibling folder of ``final`` to fill; published onto ``final`` with :func:`publish_folder`
+    when the block ends normally, removed (and ``final`` untouched) when it raises."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        yield staging
+        publish_folder(staging, final)
     finally:
         if staging.exists():
             _rmtree(staging)
-    return directory
 
 
 def publish_folder(staging: str | os.PathLike, final: str | os.PathLike) -> None:

@@ -19,15 +19,13 @@ import dataclasses
 import hashlib
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from zerocon.errors import ZeroconError
-from zerocon.io import publish_folder
+from zerocon.io import staged_folder
 
 DEFAULT_MODEL = os.environ.get("ZEROCON_MODEL", "shapes")
 DEFAULT_CACHE = Path(os.environ.get("ZEROCON_CACHE", Path.home() / ".cache" / "zerocon" / "inversions"))
@@ -266,16 +264,13 @@ def _process_all(
     args.out.mkdir(parents=True, exist_ok=True)
     done = 0
     for path, name in zip(paths, _unique_names(paths)):
-        staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=args.out))
         try:
-            work(path, staging)
-            publish_folder(staging, args.out / name)
+            with staged_folder(args.out / name) as staging:
+                work(path, staging)
             done += 1
             print(f"{path} -> {args.out / name}", file=sys.stderr)
         except ZeroconError as exc:
             failures.append(str(exc))
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
     if failures:
         print(f"zerocon: {verb} {done} of {done + len(failures)} inputs; failed:", file=sys.stderr)
         for message in failures:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -198,17 +197,10 @@ def _lr_lambda(cfg: StageConfig) -> Callable[[int], float]:
 
 def _save_atomic(out: Path, save: Callable[[Path], None]) -> None:
     """Write a ``save_pretrained`` folder to ``out`` via a temporary sibling swapped into place."""
-    import tempfile
+    from zerocon.io import staged_folder
 
-    from zerocon.io import publish_folder
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staged_folder(out) as staging:
         save(staging)
-        publish_folder(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _optimise(

@@ -10,6 +10,13 @@ random data and the paper's full-size networks. Two training steps are timed per
   baseline measured on the same machine at the same time, because the machine is shared and absolute
   numbers move with its load. Its maths is the same; ``tests/cut`` checks that both give the same gradients.
 
+Because both timings depend on the CPU, the report also counts the floating-point operations of one step
+(``torch.utils.flop_counter``: convolutions and matrix products, forward and backward) and measures this
+machine's single-precision matrix-multiply rate with the same thread count. ``flops / seconds`` is then the
+rate a step achieves, and ``flops / reference seconds`` the rate the issue's reference figures would need
+here: when that exceeds the machine's matmul rate, the reference figure was measured on a faster CPU and no
+implementation of the same maths can reach it on this one.
+
 Usage::
 
     python benchmarks/cut_speed.py [--sizes 128 256] [--presets cut fastcut] [--steps 3] [--threads 2]
@@ -106,6 +113,27 @@ def reference_order_step(model: CUTModel, batch: tuple[torch.Tensor, torch.Tenso
     return {"D": loss_d.item(), "G": loss_g.item()}
 
 
+def step_flops(model: CUTModel, batch: tuple[torch.Tensor, torch.Tensor], variant: str) -> int:
+    """Floating-point operations of one training step of ``variant`` (counted, not timed)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    step_fn = model.train_step if variant == "zerocon" else (lambda b, c: reference_order_step(model, b, c))
+    with FlopCounterMode(display=False) as counter:
+        step_fn(batch, context(10_000, torch.Generator().manual_seed(10_000)))
+    return counter.get_total_flops()
+
+
+def matmul_gflops(threads: int, side: int = 2048, repeats: int = 5) -> float:
+    """This machine's float32 matrix-multiply rate (GFLOP/s) with ``threads`` threads: a practical peak."""
+    torch.set_num_threads(threads)
+    a, b = torch.randn(side, side), torch.randn(side, side)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return repeats * 2 * side**3 / (time.perf_counter() - start) / 1e9
+
+
 def measure_one(name: str, size: int, variant: str, steps: int) -> dict:
     """Time ``steps`` training steps (after one warm-up step) of one configuration in this process."""
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -124,6 +152,7 @@ def measure_one(name: str, size: int, variant: str, steps: int) -> dict:
         times.append(time.perf_counter() - start)
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     seconds = sorted(times)[len(times) // 2]
+    flops = step_flops(model, batch, variant)
     return {
         "preset": name,
         "size": size,
@@ -131,6 +160,8 @@ def measure_one(name: str, size: int, variant: str, steps: int) -> dict:
         "seconds_per_step_median": round(seconds, 3),
         "seconds_per_step_all": [round(t, 3) for t in times],
         "images_per_second": round(1.0 / seconds, 4),
+        "gflop_per_step": round(flops / 1e9, 1),
+        "achieved_gflops": round(flops / 1e9 / seconds, 1),
         "peak_rss_mb": round(peak_kb / 1024, 1),
         "peak_rss_above_startup_mb": round((peak_kb - base_rss) / 1024, 1),
     }
@@ -161,6 +192,7 @@ def main() -> int:
         return 0
     results = []
     load_before = _load_average()
+    peak = matmul_gflops(args.threads)
     for size in args.sizes:
         for name in args.presets:
             for variant in args.variants:
@@ -172,6 +204,7 @@ def main() -> int:
                 ref = REFERENCE_SECONDS.get((name, size))
                 if ref is not None:
                     row["speedup_vs_issue_reference_seconds"] = round(ref / row["seconds_per_step_median"], 3)
+                    row["gflops_the_reference_figure_needs"] = round(row["gflop_per_step"] / ref, 1)
                 results.append(row)
                 print(json.dumps(row), file=sys.stderr, flush=True)
     speedups = {}
@@ -193,6 +226,7 @@ def main() -> int:
         "cpu_count": os.cpu_count(),
         "load_average_before": load_before,
         "load_average_end": _load_average(),
+        "machine_matmul_gflops": round(peak, 1),
         "reference_seconds_per_step_from_issue": {f"{k[0]}@{k[1]}": v for k, v in REFERENCE_SECONDS.items()},
         "speedup_zerocon_vs_reference_order_same_machine": speedups,
         "results": results,

@@ -7,12 +7,13 @@ disk here, so nothing is downloaded. ``save_tiny_pipeline`` writes a folder with
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+from zerocon.shapes.tokenizers import build_clip_tokenizer, byte_alphabet
 
 WORDS = (
     "a photo of the cat dog sitting on grass red blue ball small large picture photography with in and an "
@@ -20,46 +21,9 @@ WORDS = (
 ).split()
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2/CLIP's reversible byte -> printable character map."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-    printable += list(range(ord("®"), ord("ÿ") + 1))
-    chars = printable[:]
-    n = 0
-    for b in range(256):
-        if b not in printable:
-            printable.append(b)
-            chars.append(256 + n)
-            n += 1
-    return dict(zip(printable, [chr(c) for c in chars]))
-
-
 def write_clip_tokenizer(folder: Path, model_max_length: int = 77) -> CLIPTokenizer:
-    """A CLIPTokenizer whose BPE vocabulary is every byte character plus merges for :data:`WORDS`."""
-    folder.mkdir(parents=True, exist_ok=True)
-    chars = sorted(set(_bytes_to_unicode().values()))
-    vocab: dict[str, int] = {}
-    for c in chars:
-        vocab.setdefault(c, len(vocab))
-    for c in chars:
-        vocab.setdefault(c + "</w>", len(vocab))
-    merges: list[str] = []
-    for word in WORDS:
-        pieces = list(word[:-1]) + [word[-1] + "</w>"]
-        while len(pieces) > 1:
-            merged = pieces[0] + pieces[1]
-            rule = f"{pieces[0]} {pieces[1]}"
-            if rule not in merges:
-                merges.append(rule)
-            vocab.setdefault(merged, len(vocab))
-            pieces = [merged] + pieces[2:]
-    vocab["<|startoftext|>"] = len(vocab)
-    vocab["<|endoftext|>"] = len(vocab)
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
-    return CLIPTokenizer(
-        str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=model_max_length
-    )
+    """A CLIPTokenizer over every byte character, with one token for each of :data:`WORDS`."""
+    return build_clip_tokenizer(folder, model_max_length, words=WORDS, alphabet=byte_alphabet())
 
 
 def tiny_unet(seed: int = 0, cross_attention_dim: int = 32) -> UNet2DConditionModel:

@@ -1,55 +1,27 @@
 """Tiny LANIT pieces shared by the LANIT and web-app tests: a CLIPModel + tokenizer built in code (no
 downloads), a tiny method config, a deterministic unlabeled dataset and a trainer."""
 
-import json
 from pathlib import Path
 
 import torch
 
 from zerocon.lanit.model import make_config
+from zerocon.shapes.tokenizers import build_clip_tokenizer
 from zerocon.training import TrainConfig, Trainer
 
 DOMAINS = ["red", "blue", "circle", "square"]
 
 WORDS = [
     "a", "photo", "of", "the", "red", "blue", "green", "circle", "square", "triangle", "on", "background",
-    "picture", "an", "image", "close-up", ".", ",",
+    "picture", "an", "image", "close", "-", "up", ".", ",",
 ]  # fmt: skip
-
-
-def build_tokenizer_files(folder: Path, words=WORDS) -> None:
-    """vocab.json + merges.txt of a byte-level BPE that spells each word of ``words`` as one token."""
-    vocab: dict[str, int] = {}
-    for ch in (chr(i) for i in range(33, 127)):
-        vocab[ch] = len(vocab)
-    for ch in (chr(i) for i in range(33, 127)):
-        vocab[ch + "</w>"] = len(vocab)
-    merges = ["#version: 0.2"]
-    pieces = {w for word in words for w in word.replace("-", " - ").split()}
-    for word in sorted(pieces):
-        if len(word) == 1:
-            continue
-        toks = list(word[:-1]) + [word[-1] + "</w>"]
-        while len(toks) > 1:
-            merged = toks[0] + toks[1]
-            line = f"{toks[0]} {toks[1]}"
-            if line not in merges:
-                merges.append(line)
-            vocab.setdefault(merged, len(vocab))
-            toks = [merged] + toks[2:]
-    vocab["<|startoftext|>"] = len(vocab)
-    vocab["<|endoftext|>"] = len(vocab)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("\n".join(merges) + "\n")
 
 
 def make_tiny_clip(folder: Path, seed: int = 0, image_size: int = 32) -> Path:
     """Build, save and return the folder of a random tiny CLIPModel + tokenizer."""
-    from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
+    from transformers import CLIPConfig, CLIPModel
 
-    build_tokenizer_files(folder)
-    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
+    tokenizer = build_clip_tokenizer(folder, 77, words=WORDS, alphabet=[chr(i) for i in range(33, 127)])
     config = CLIPConfig(
         text_config=dict(
             vocab_size=len(tokenizer),

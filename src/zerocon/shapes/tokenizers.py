@@ -1,8 +1,9 @@
 """Tokenizers over the ShapesWorld vocabulary, written locally (no hub download).
 
 :func:`build_clip_tokenizer` writes a byte-pair ``vocab.json`` / ``merges.txt`` in which every word of the
-world is a single token (the merges spell each word left to right), so a caption is 7 tokens plus
-``<|startoftext|>`` / ``<|endoftext|>``; letters stay in the vocabulary so unknown words still tokenize.
+world (or of any word list: the tests' tiny models use it too) is a single token (the merges spell each word
+left to right), so a caption is 7 tokens plus ``<|startoftext|>`` / ``<|endoftext|>``; letters stay in the
+vocabulary so unknown words still tokenize.
 :func:`build_bert_tokenizer` writes a WordPiece ``vocab.txt`` for the BLIP captioner.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import string
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from transformers import BertTokenizer, CLIPTokenizer
@@ -22,8 +24,24 @@ CLIP_MAX_LENGTH = 16
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 
 
-def build_clip_tokenizer(folder: str | os.PathLike, max_length: int = CLIP_MAX_LENGTH) -> CLIPTokenizer:
-    """Write ``vocab.json`` and ``merges.txt`` for the world's words into ``folder``; return the tokenizer."""
+def byte_alphabet() -> list[str]:
+    """The 256 printable characters byte-level BPE (GPT-2, CLIP) maps bytes to: any text tokenizes with them."""
+    from tokenizers.pre_tokenizers import ByteLevel
+
+    return sorted(ByteLevel.alphabet())
+
+
+def build_clip_tokenizer(
+    folder: str | os.PathLike,
+    max_length: int = CLIP_MAX_LENGTH,
+    words: Sequence[str] = VOCABULARY,
+    alphabet: Iterable[str] = string.ascii_lowercase,
+) -> CLIPTokenizer:
+    """Write ``vocab.json`` and ``merges.txt`` in which each of ``words`` is one token into ``folder``.
+
+    The single characters of ``alphabet`` (with and without the end-of-word mark) stay in the vocabulary, so
+    other words still tokenize, letter by letter; :func:`byte_alphabet` makes every text tokenizable.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     vocab: dict[str, int] = {}
@@ -34,10 +52,10 @@ def build_clip_tokenizer(folder: str | os.PathLike, max_length: int = CLIP_MAX_L
 
     add(BOS)
     add(EOS)
-    for ch in string.ascii_lowercase:
+    for ch in alphabet:
         add(ch)
         add(ch + "</w>")
-    for word in VOCABULARY:
+    for word in words:
         # apply the merges so far the way BPE does (lowest rank first), then add merges that join what is
         # left from left to right; new merges rank last, so the words before are not affected
         symbols = _bpe([*word[:-1], word[-1] + "</w>"], {m: i for i, m in enumerate(merges)})

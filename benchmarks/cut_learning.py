@@ -10,6 +10,9 @@ Experiments (each writes OUT/results.json and OUT/comparison.png; run in the bac
 * ``shapes``: ShapesWorld circles -> squares; the translations are scored by the ShapesWorld oracle (shape
   accuracy, colour kept) and by mask IoU against the input object's mask, when the oracle is available.
 
+With ``--inception FILE`` (the TorchScript ``inception-2015-12-05.pt``, see :mod:`zerocon.metrics.fid`) the
+same three image sets also get FID and KID against the real target test images.
+
 Example::
 
     python benchmarks/cut_learning.py textures --out /tmp/cut_textures --steps 1200 --threads 1
@@ -31,7 +34,9 @@ from zerocon.cut.config import preset
 from zerocon.cut.data import UnpairedDataset
 from zerocon.cut.model import CUTModel
 from zerocon.cut.translate import CUTTranslator
+from zerocon.errors import ZeroconError
 from zerocon.images import find_images, load_image, pil_to_tensor, side_by_side, tensor_to_pil
+from zerocon.metrics.fid import InceptionFeatures, frechet_distance, kernel_inception_distance
 from zerocon.metrics.swd import image_swd
 from zerocon.training import TrainConfig, Trainer
 
@@ -133,8 +138,22 @@ def shapes_scores(images: list[Image.Image], data: Path) -> dict[str, float] | N
     }
 
 
+def inception_scores(
+    sets: dict[str, list[Image.Image]], reference: list[Image.Image], inception: InceptionFeatures
+) -> dict[str, dict[str, float]]:
+    """FID and KID (mean, std) of each image set against ``reference``, on Inception pool features."""
+    real = inception(reference)
+    scores = {}
+    for name, images in sets.items():
+        fake = inception(images)
+        kid, kid_std = kernel_inception_distance(real, fake)
+        scores[name] = {"fid": frechet_distance(real, fake), "kid": kid, "kid_std": kid_std}
+    return scores
+
+
 def run(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
+    inception = InceptionFeatures.from_file(args.inception) if args.inception else None
     out = Path(args.out)
     data = out / "data"
     if not (data / "trainA").is_dir():
@@ -196,6 +215,10 @@ def run(args: argparse.Namespace) -> dict:
         "swd_untrained": swd(before, test_b),
         "swd_trained": swd(after, test_b),
     }
+    if inception is not None:
+        result["inception"] = inception_scores(
+            {"identity": test_a, "untrained": before, "trained": after}, test_b, inception
+        )
     if args.experiment == "shapes":
         result["shapes_identity"] = shapes_scores(test_a, data)
         result["shapes_untrained"] = shapes_scores(before, data)
@@ -231,8 +254,13 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--sample-every", type=int, default=100)
+    parser.add_argument("--inception", help="TorchScript Inception file: adds FID and KID")
     args = parser.parse_args()
-    print(json.dumps(run(args), indent=2))
+    try:
+        print(json.dumps(run(args), indent=2))
+    except ZeroconError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

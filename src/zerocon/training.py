@@ -343,8 +343,7 @@ class Trainer:
             ids = batch_indices(
                 len(self.dataset), step, acc.process_index, acc.num_processes, cfg.batch_size, cfg.seed
             )
-            if hasattr(self.dataset, "set_step"):  # optional hook of TrainingDataset
-                self.dataset.set_step(step)
+            self.dataset.set_step(step)
             batch = self.method.collate([self.dataset.item(i, generator) for i in ids])
             ctx = StepContext(step=step, generator=generator, accelerator=acc, trainer=self)
             with acc.autocast():

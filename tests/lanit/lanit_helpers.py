@@ -7,7 +7,7 @@ import torch
 
 from zerocon.lanit.model import make_config
 from zerocon.shapes.tokenizers import build_clip_tokenizer
-from zerocon.training import TrainConfig, Trainer
+from zerocon.training import TrainConfig, Trainer, TrainingDataset
 
 DOMAINS = ["red", "blue", "circle", "square"]
 
@@ -61,7 +61,7 @@ def tiny_config(**kw):
     return make_config("default", **values)
 
 
-class Images:
+class Images(TrainingDataset):
     """A deterministic tiny unlabeled dataset."""
 
     def __init__(self, n=6, size=16):

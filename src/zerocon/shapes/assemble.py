@@ -13,6 +13,7 @@ scene for the main job.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -43,16 +44,28 @@ def _first(*folders: Path) -> Path:
     raise ZeroconError(f"no trained model found at {' or '.join(map(str, folders))}")
 
 
-def _unet_text_encoder(run: Path) -> Path:
-    """The CLIP folder the UNet stage was conditioned on (its recorded ``clip_dir``), else ``RUN/clip``."""
-    import json
+STAGES = ("clip", "clip_vision", "vae", "vae_decoder", "unet", "blip", "unet_eval")
 
-    record = run / "unet" / "metrics.json"
-    if record.exists():
-        clip_dir = json.loads(record.read_text()).get("config", {}).get("clip_dir")
-        if clip_dir:
-            return _first(Path(clip_dir))
-    return _first(run / "clip" / "model")
+
+def _stage_records(run: Path) -> dict[str, dict]:
+    """Each stage's ``metrics.json``, with its full command chain from ``RUN/commands.json`` if present."""
+    stages = {}
+    for stage in STAGES:
+        path = run / stage / "metrics.json"
+        if path.exists():
+            stages[stage] = json.loads(path.read_text())
+    commands_file = run / "commands.json"
+    if commands_file.exists():  # the full chain of commands of each stage (continuations included)
+        for stage, command in json.loads(commands_file.read_text()).items():
+            if stage in stages:
+                stages[stage]["command"] = command
+    return stages
+
+
+def _unet_text_encoder(run: Path, stages: dict[str, dict]) -> Path:
+    """The CLIP folder the UNet stage was conditioned on (its recorded ``clip_dir``), else ``RUN/clip``."""
+    clip_dir = stages.get("unet", {}).get("config", {}).get("clip_dir")
+    return _first(Path(clip_dir)) if clip_dir else _first(run / "clip" / "model")
 
 
 def _where(path: Path, run: Path) -> str:
@@ -68,7 +81,8 @@ def assemble(run_dir: str | os.PathLike, out: str | os.PathLike = SHAPES_DIR) ->
     from zerocon.shapes.train import sd_scheduler_config
 
     run, out = Path(run_dir), Path(out)
-    clip_text_dir = _unet_text_encoder(run)
+    stages = _stage_records(run)
+    clip_text_dir = _unet_text_encoder(run, stages)
     clip_dir = _first(run / "clip_vision" / "model", run / "clip" / "model")
     vae_dir = _first(run / "vae_decoder" / "model", run / "vae_fork", run / "vae" / "model")
     unet_dir = _first(run / "unet" / "model")
@@ -90,20 +104,6 @@ def assemble(run_dir: str | os.PathLike, out: str | os.PathLike = SHAPES_DIR) ->
     pipe.save_pretrained(out / "pipeline")
     shutil.copytree(clip_dir, out / "clip")
 
-    stages = {}
-    for stage in ("clip", "clip_vision", "vae", "vae_decoder", "unet", "blip", "unet_eval"):
-        path = run / stage / "metrics.json"
-        if path.exists():
-            import json
-
-            stages[stage] = json.loads(path.read_text())
-    commands_file = run / "commands.json"
-    if commands_file.exists():  # the full chain of commands of each stage (continuations included)
-        import json
-
-        for stage, command in json.loads(commands_file.read_text()).items():
-            if stage in stages:
-                stages[stage]["command"] = command
     write_json(
         out / "metrics.json",
         {

@@ -113,6 +113,19 @@ def _upload(page, selector: str, path: Path) -> None:
     page.locator(f"{selector} input[type=file]").set_input_files(str(path))
 
 
+def _download_first_translation(page) -> Image.Image:
+    with page.expect_download() as download_info:
+        page.locator("#tr-files a").first.click()
+    return Image.open(download_info.value.path())
+
+
+def _pick_run(page, name: str) -> None:
+    page.get_by_role("tab", name="Translate").click()
+    page.wait_for_selector("#tr-upload")
+    page.locator("#tr-run input").click()
+    page.get_by_role("option", name=name).first.click()
+
+
 @pytest.mark.slow
 def test_upload_edit_see_result_and_download(page, served, tmp_path):
     config, _ = served
@@ -215,19 +228,10 @@ def test_translate_tab_with_a_cut_run(page, served, tmp_path):
     page.locator("#tr-status").get_by_text("Translated 2 image(s)").wait_for(timeout=EDIT_TIMEOUT_MS)
     assert "notes.png: not an image file" in page.inner_text("#tr-status")
     assert page.locator("#tr-gallery img").count() >= 2
-    with page.expect_download() as download_info:
-        page.locator("#tr-files a").first.click()
-    result = Image.open(download_info.value.path())
+    result = _download_first_translation(page)
     assert result.size in [(48, 40), (64, 64)]  # CUT keeps each photo's size
     written = sorted((config.workdir.resolve() / "jobs").glob("translate-*/*.png"))
     assert [p.name for p in written] == ["000_photo0.png", "001_photo1.png"]
-
-
-def _pick_run(page, name: str) -> None:
-    page.get_by_role("tab", name="Translate").click()
-    page.wait_for_selector("#tr-upload")
-    page.locator("#tr-run input").click()
-    page.get_by_role("option", name=name).first.click()
 
 
 def test_translate_tab_with_a_lanit_run(page, tmp_path):
@@ -246,9 +250,7 @@ def test_translate_tab_with_a_lanit_run(page, tmp_path):
     page.locator("#tr-status").get_by_text("Translated 1 image(s)").wait_for(timeout=EDIT_TIMEOUT_MS)
     assert "lanit" in page.inner_text("#tr-status")
     assert page.locator("#tr-gallery img").count() >= 1
-    with page.expect_download() as download_info:
-        page.locator("#tr-files a").first.click()
-    assert Image.open(download_info.value.path()).mode == "RGB"
+    assert _download_first_translation(page).mode == "RGB"
 
 
 @pytest.mark.slow

@@ -11,7 +11,12 @@ from zerocon.cut.config import CUTConfig, preset
 
 
 def tiny(name: str = "cut", **overrides) -> CUTConfig:
-    """The preset ``name`` shrunk: 32x32 crops, 8-channel nets, 2 residual blocks, 16 patches of 16 dims."""
+    """The preset ``name`` shrunk: 32x32 crops, 16 patches of 16 dims and small networks.
+
+    ResNet presets: 8-channel nets with 2 residual blocks. ``sincut`` (StyleGAN2 networks): ngf 1 and ndf 1
+    (G: 16 channels at 32x32 and 32 at 16x16; D: 8 -> 64 channels), 2 + 2 residual blocks, so its NCE
+    layers stay 0, 2, 4 (pixels, the down-sampling block, the second residual block).
+    """
     settings = dict(
         size=32,
         load_size=36,
@@ -22,6 +27,8 @@ def tiny(name: str = "cut", **overrides) -> CUTConfig:
         num_patches=16,
         head_channels=16,
     )
+    if name == "sincut":
+        settings.update(ngf=1, ndf=1, n_blocks=4, nce_layers=(0, 2, 4))
     settings.update(overrides)
     return preset(name, **settings)
 

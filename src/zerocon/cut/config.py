@@ -25,16 +25,28 @@ class CUTConfig:
     286 -> 256). ``None`` means ``round(size * 286 / 256)``."""
     flip: bool = True
     """Random horizontal flip of the training images (data augmentation)."""
+    networks: str = "resnet"
+    """Network family: ``resnet`` (CUT's ResNet generator and 70x70 PatchGAN, for ``cut`` and ``fastcut``) or
+    ``stylegan2`` (SinCUT's StyleGAN2-based encoder-decoder and discriminator, :mod:`zerocon.cut.stylegan2`;
+    it needs a power-of-two ``size`` of 8..1024, which also sets its channel widths). Checkpoints store it, so
+    a checkpoint rebuilds the networks it was trained with (older ones, without it, are ``resnet``)."""
     ngf: int = 64
-    """Generator width (channels of the first convolution)."""
+    """Generator width: channels of the first convolution (``resnet``); for ``stylegan2`` the reference's
+    channel multiplier ``ngf / 32`` (SinCUT: 10, i.e. 80 channels at 64x64 and 160 at 32x32)."""
     ndf: int = 64
-    """Discriminator width."""
+    """Discriminator width; for ``stylegan2`` the multiplier ``ndf / 64`` (SinCUT: 8, 32 channels at 64x64)."""
     n_blocks: int = 9
-    """Residual blocks of the generator."""
+    """Residual blocks of the generator; ``stylegan2`` puts half of them in the encoder and half in the
+    decoder (SinCUT: 6, 3 + 3)."""
+    stylegan2_downsampling: int = 1
+    """``stylegan2`` only: down-sampling residual blocks of the generator's encoder (and up-sampling
+    convolutions of its decoder); image sides must be multiples of ``2 ** stylegan2_downsampling``."""
     n_layers_d: int = 3
     """Down-sampling layers of the PatchGAN (3 = 70x70 receptive field)."""
     nce_layers: tuple[int, ...] = (0, 4, 8, 12, 16)
-    """Generator layers whose features enter PatchNCE (pixels, two down-sampling convs, res-blocks 1 and 5)."""
+    """Generator layers whose features enter PatchNCE. ``resnet``: the input pixels, the two down-sampling
+    convs and res-blocks 1 and 5. ``stylegan2`` (SinCUT: 0, 2, 4; indices into its encoder): the input pixels,
+    the down-sampling block and the second residual block at half resolution."""
     num_patches: int = 256
     """Locations sampled per layer and image."""
     head_channels: int = 256
@@ -70,7 +82,8 @@ class CUTConfig:
     """Keep the resize-crop augmentation in the learning-rate decay phase. The reference code turns it off
     there (images resized straight to ``size``; flips stay), and so does zerocon by default."""
     init_gain: float = 0.02
-    """Xavier-normal gain of every convolution and linear layer."""
+    """Xavier-normal gain of every convolution and linear layer (``stylegan2``: of the projection heads only;
+    its equalised-lr layers keep their own N(0, 1) initialisation, as in the reference)."""
     zoom_range: tuple[float, float] = (1.0, 1.0)
     """Single-image mode: random zoom of the whole image before cropping (SinCUT: 1/3 .. 1)."""
 
@@ -81,6 +94,27 @@ class CUTConfig:
             raise ZeroconError(f"unknown gan_mode '{self.gan_mode}' (lsgan or nonsaturating)")
         if not 0.0 <= self.decay_fraction <= 1.0:
             raise ZeroconError("decay_fraction must be in [0, 1]")
+        if self.networks not in ("resnet", "stylegan2"):
+            raise ZeroconError(f"unknown networks '{self.networks}' (resnet or stylegan2)")
+        if self.networks == "stylegan2":
+            self._check_stylegan2()
+
+    def _check_stylegan2(self) -> None:
+        if self.size not in {2**i for i in range(3, 11)}:
+            raise ZeroconError(
+                f"the stylegan2 networks need --size to be a power of two of 8..1024 (got {self.size})"
+            )
+        if not 0 <= self.stylegan2_downsampling <= self.size.bit_length() - 3:
+            raise ZeroconError(
+                f"stylegan2_downsampling {self.stylegan2_downsampling} is too many for size {self.size}"
+            )
+        encoder_layers = 2 + self.stylegan2_downsampling + self.n_blocks // 2
+        bad = [layer for layer in self.nce_layers if not 0 <= layer < encoder_layers]
+        if bad or not self.nce_layers:
+            raise ZeroconError(
+                f"nce_layers {list(self.nce_layers)} do not fit the stylegan2 encoder's {encoder_layers} layers "
+                f"(0..{encoder_layers - 1} with --n-blocks {self.n_blocks})"
+            )
 
     def plain_from_step(self, total_steps: int) -> int | None:
         """First step without resize-crop (the start of the decay phase), or ``None`` to crop throughout."""
@@ -113,15 +147,24 @@ PRESETS: dict[str, CUTConfig] = {
         preset="fastcut", lambda_nce=10.0, nce_idt=False, flip_equivariance=True, decay_fraction=0.25
     ),
     # SinCUT: one image per domain, trained on 64x64 crops of randomly zoomed copies (batch 16 in the paper),
-    # identity PatchNCE as in CUT, 1 patch per layer with
-    # negatives from the whole minibatch, lambda_NCE 4, non-saturating GAN loss with R1, L1 identity. Unlike
-    # the paper it keeps CUT's ResNet generator and PatchGAN (not StyleGAN2 with ngf 10), and with them CUT's
-    # optimiser (Adam 2e-4, (0.5, 0.999)) rather than StyleGAN2's 2e-3, (0, 0.99).
+    # the paper code's StyleGAN2-based networks (ngf 10, ndf 8, one down-sampling, 3 + 3 residual blocks) with
+    # StyleGAN2's optimiser (Adam 2e-3, betas (0, 0.99)), identity PatchNCE as in CUT on layers 0, 2, 4 with
+    # 1 patch per layer and negatives from the whole minibatch, lambda_NCE 4, non-saturating GAN loss with R1,
+    # L1 identity.
     "sincut": CUTConfig(
         preset="sincut",
         size=64,
         load_size=1024,
         flip=True,
+        networks="stylegan2",
+        ngf=10,
+        ndf=8,
+        n_blocks=6,
+        stylegan2_downsampling=1,
+        nce_layers=(0, 2, 4),
+        lr=0.002,
+        beta1=0.0,
+        beta2=0.99,
         num_patches=1,
         negatives_from_minibatch=True,
         lambda_nce=4.0,

@@ -27,6 +27,7 @@ from torch import nn
 from zerocon.contrastive import PatchSampleMLP, patch_nce_loss
 from zerocon.cut.config import CUTConfig
 from zerocon.cut.networks import PatchGANDiscriminator, ResnetGenerator, init_weights
+from zerocon.cut.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
 from zerocon.images import tensor_to_pil
 from zerocon.training import StepContext, TrainableMethod
 
@@ -42,6 +43,23 @@ def gan_loss(prediction: torch.Tensor, target_is_real: bool, mode: str = "lsgan"
     raise ValueError(f"unknown GAN loss '{mode}'")
 
 
+def build_generator(cfg: CUTConfig) -> ResnetGenerator | StyleGAN2Generator:
+    """The generator of ``cfg.networks``, initialised as the reference does (ResNet: Xavier-normal with
+    ``init_gain``; StyleGAN2: its equalised-lr layers' own N(0, 1) weights, no ``init_weights``)."""
+    if cfg.networks == "stylegan2":
+        return StyleGAN2Generator(
+            ngf=cfg.ngf, resolution=cfg.size, n_blocks=cfg.n_blocks, n_downsampling=cfg.stylegan2_downsampling
+        )
+    return init_weights(ResnetGenerator(ngf=cfg.ngf, n_blocks=cfg.n_blocks), cfg.init_gain)
+
+
+def build_discriminator(cfg: CUTConfig) -> PatchGANDiscriminator | StyleGAN2Discriminator:
+    """The discriminator of ``cfg.networks``, initialised like :func:`build_generator`."""
+    if cfg.networks == "stylegan2":
+        return StyleGAN2Discriminator(ndf=cfg.ndf, resolution=cfg.size)
+    return init_weights(PatchGANDiscriminator(ndf=cfg.ndf, n_layers=cfg.n_layers_d), cfg.init_gain)
+
+
 def linear_decay_factor(step: int, total_steps: int, decay_fraction: float) -> float:
     """Learning-rate multiplier: 1 for the first steps, then linear decay over the last ``decay_fraction``.
 
@@ -53,7 +71,9 @@ def linear_decay_factor(step: int, total_steps: int, decay_fraction: float) -> f
 
 
 class CUTModel(TrainableMethod):
-    """Generator G, PatchGAN D and projection heads F, with their Adam optimisers and LR schedules.
+    """Generator G, discriminator D and projection heads F, with their Adam optimisers and LR schedules.
+
+    G and D are CUT's ResNet / PatchGAN or SinCUT's StyleGAN2 networks (``config.networks``).
 
     Everything (heads included) is built in ``__init__`` from ``seed``, so two models with the same seed have
     identical weights, and the optimisers exist before any device placement or distributed wrapping.
@@ -65,10 +85,8 @@ class CUTModel(TrainableMethod):
         cfg = self.cfg
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.netG = init_weights(ResnetGenerator(ngf=cfg.ngf, n_blocks=cfg.n_blocks), cfg.init_gain)
-            self.netD = init_weights(
-                PatchGANDiscriminator(ndf=cfg.ndf, n_layers=cfg.n_layers_d), cfg.init_gain
-            )
+            self.netG = build_generator(cfg)
+            self.netD = build_discriminator(cfg)
             self.netF = PatchSampleMLP(
                 self.netG.feature_channels(cfg.nce_layers), cfg.head_channels, init_gain=cfg.init_gain
             )
@@ -144,8 +162,10 @@ class CUTModel(TrainableMethod):
         if flipped:
             real = real.flip(3)
 
-        # 1. generator pass; its encoder features of the input are PatchNCE's keys
-        fake_all, real_feats = self.netG.forward_with_features(real, cfg.nce_layers)
+        # 1. generator pass; its encoder features of the input are PatchNCE's keys. The StyleGAN2 decoder's
+        # noise comes from the step's generator.
+        noise = {"noise_generator": gen} if isinstance(self.netG, StyleGAN2Generator) else {}
+        fake_all, real_feats = self.netG.forward_with_features(real, cfg.nce_layers, **noise)
         fake_b = fake_all[:n]
         idt_b = fake_all[n:] if use_idt else None
         if flipped:  # keys must be features of the unflipped input, as in the paper
@@ -202,7 +222,8 @@ class CUTModel(TrainableMethod):
     # -- inference and samples ---------------------------------------------------------------------------
     @torch.no_grad()
     def translate_tensor(self, x: torch.Tensor) -> torch.Tensor:
-        """G applied to a batch (B, 3, H, W) in [-1, 1] whose sides are multiples of 4."""
+        """G applied to a batch (B, 3, H, W) in [-1, 1] whose sides are multiples of 4 (ResNet) or of
+        ``2 ** stylegan2_downsampling`` (StyleGAN2, with its fixed inference noise)."""
         device = next(self.netG.parameters()).device
         return self.netG(self._prepare(x, device)).float()
 

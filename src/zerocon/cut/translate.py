@@ -1,7 +1,8 @@
 """Translate images with a trained CUT generator: any size, batched, no target-domain folder needed.
 
-The generator is fully convolutional but needs sides that are multiples of 4, so each image is
-reflect-padded up to the next multiple of 4 and the output is cropped back to the input's size. Images of the
+The generator is fully convolutional but needs sides that are multiples of 4 (CUT's ResNet generator, two
+down-samplings) or of ``2 ** stylegan2_downsampling`` (SinCUT's StyleGAN2 generator: 2), so each image is
+reflect-padded up to the next multiple and the output is cropped back to the input's size. Images of the
 same padded size are translated together in batches.
 """
 
@@ -17,13 +18,16 @@ import torch.nn.functional as F
 from PIL import Image
 
 from zerocon.cut.config import CUTConfig
+from zerocon.cut.model import build_generator
 from zerocon.cut.networks import ResnetGenerator
+from zerocon.cut.stylegan2 import StyleGAN2Generator
 from zerocon.errors import ZeroconError
 from zerocon.images import find_images, load_image, pil_to_tensor, tensor_to_pil
 from zerocon.io import load_checkpoint, save_image_atomic
 from zerocon.training import CHECKPOINT_DIR
 
 MULTIPLE = 4
+"""Side multiple of the ResNet generator; a StyleGAN2 generator states its own (``size_multiple``)."""
 
 
 def checkpoint_folder(path: str | os.PathLike) -> Path:
@@ -46,11 +50,15 @@ class CUTTranslator:
     """A trained CUT / FastCUT / SinCUT generator, ready to translate images."""
 
     def __init__(
-        self, generator: ResnetGenerator, config: CUTConfig, device: str | torch.device = "cpu"
+        self,
+        generator: ResnetGenerator | StyleGAN2Generator,
+        config: CUTConfig,
+        device: str | torch.device = "cpu",
     ) -> None:
         self.generator = generator.to(device).eval()
         self.config = config
         self.device = torch.device(device)
+        self.multiple = generator.size_multiple if isinstance(generator, StyleGAN2Generator) else MULTIPLE
 
     @classmethod
     def from_checkpoint(
@@ -73,7 +81,7 @@ class CUTTranslator:
             config = CUTConfig.from_dict(method)
         except (TypeError, ValueError, ZeroconError) as exc:
             raise ZeroconError(f"{folder}: unreadable CUT settings in config.json ({exc})") from exc
-        generator = ResnetGenerator(ngf=config.ngf, n_blocks=config.n_blocks)
+        generator = build_generator(config)
         state = {k[2:]: v for k, v in tensors.get("networks", {}).items() if k.startswith("G.")}
         try:
             generator.load_state_dict(state)
@@ -98,7 +106,7 @@ class CUTTranslator:
         outputs: list[Image.Image | None] = [None] * len(loaded)
         groups: dict[tuple[int, int], list[int]] = {}
         for index, image in enumerate(loaded):
-            key = (-(-image.height // MULTIPLE), -(-image.width // MULTIPLE))
+            key = (-(-image.height // self.multiple), -(-image.width // self.multiple))
             groups.setdefault(key, []).append(index)
         for indices in groups.values():
             for start in range(0, len(indices), batch_size):
@@ -110,9 +118,8 @@ class CUTTranslator:
                     outputs[i] = tensor_to_pil(out[:, :h, :w])
         return [o for o in outputs if o is not None]
 
-    @staticmethod
-    def _padded(x: torch.Tensor) -> torch.Tensor:
-        return pad_to_multiple(x[None])[0][0]
+    def _padded(self, x: torch.Tensor) -> torch.Tensor:
+        return pad_to_multiple(x[None], self.multiple)[0][0]
 
     @staticmethod
     def _load(image: Image.Image | str | os.PathLike, max_side: int | None) -> Image.Image:

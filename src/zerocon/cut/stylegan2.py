@@ -85,11 +85,12 @@ class Blur(nn.Module):
         self.register_buffer("kernel", (_blur_filter() * gain)[None, None], persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, channels, height, width = x.shape
         before, after = self.pad
-        flat = F.pad(x.reshape(batch * channels, 1, height, width), (before, after, before, after))
-        out = F.conv2d(flat, self.kernel.to(x.dtype))  # the filter is symmetric: correlation = convolution
-        return out.reshape(batch, channels, out.shape[-2], out.shape[-1])
+        channels = x.shape[1]
+        kernel = self.kernel.to(x.dtype).expand(channels, 1, -1, -1)
+        # a depthwise convolution (several times faster on CPU, backward included, than filtering a
+        # (B*C, 1, H, W) view); the filter is symmetric, so correlation = convolution
+        return F.conv2d(F.pad(x, (before, after, before, after)), kernel, groups=channels)
 
 
 class EqualizedConv2d(nn.Module):

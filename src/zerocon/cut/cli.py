@@ -35,19 +35,23 @@ def register(subparsers: Any, name: str = "cut") -> None:
     train.add_argument("--domain-b", help="folder of target-domain images")
     train.add_argument("--out", required=True, help="run folder: checkpoint/, samples/, losses.png")
     train.add_argument("--preset", default=None, choices=["cut", "fastcut", "sincut"], help="default: cut")
-    train.add_argument("--size", type=int, help="training crop side, a multiple of 4 (cut/fastcut: 256)")
+    train.add_argument(
+        "--size",
+        type=int,
+        help="training crop side (cut/fastcut: 256, a multiple of 4; sincut: 64, a power of two)",
+    )
     train.add_argument("--load-size", type=int, help="resize side before cropping (default size*286/256)")
     train.add_argument(
         "--steps", type=int, default=DEFAULT_STEPS, help=f"training steps (default {DEFAULT_STEPS})"
     )
     train.add_argument("--batch-size", type=int, help="images per process and step (cut: 1, sincut: 16)")
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--lr", type=float, help="Adam learning rate (default 2e-4)")
+    train.add_argument("--lr", type=float, help="Adam learning rate (cut/fastcut 2e-4, sincut 2e-3)")
     train.add_argument("--lambda-nce", type=float, help="PatchNCE weight (cut 1, fastcut 10, sincut 4)")
     train.add_argument("--num-patches", type=int, help="PatchNCE locations per layer (default 256)")
-    train.add_argument("--ngf", type=int, help="generator width (default 64)")
-    train.add_argument("--ndf", type=int, help="discriminator width (default 64)")
-    train.add_argument("--n-blocks", type=int, help="generator residual blocks (default 9)")
+    train.add_argument("--ngf", type=int, help="generator width (cut/fastcut 64, sincut 10)")
+    train.add_argument("--ndf", type=int, help="discriminator width (cut/fastcut 64, sincut 8)")
+    train.add_argument("--n-blocks", type=int, help="generator residual blocks (cut/fastcut 9, sincut 6)")
     train.add_argument("--sample-every", type=int, default=500, help="sample grid + loss plot every K steps")
     train.add_argument("--checkpoint-every", type=int, default=500, help="checkpoint every K steps")
     train.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"])

@@ -20,7 +20,7 @@ from torch import nn
 DEFAULT_NCE_LAYERS = (0, 4, 8, 12, 16)
 
 
-def _binomial_filter(size: int) -> torch.Tensor:
+def binomial_filter(size: int) -> torch.Tensor:
     """Normalised 2-D binomial (blur) filter of side ``size`` (3 -> [1,2,1] x [1,2,1] / 16)."""
     coeffs = torch.tensor([math.comb(size - 1, k) for k in range(size)], dtype=torch.float64)
     kernel = coeffs[:, None] * coeffs[None, :]
@@ -37,7 +37,7 @@ class BlurDownsample(nn.Module):
         super().__init__()
         self.channels = channels
         self.pad = ((filter_size - 1) // 2, filter_size // 2) * 2  # left, right, top, bottom
-        kernel = _binomial_filter(filter_size)
+        kernel = binomial_filter(filter_size)
         self.register_buffer("kernel", kernel[None, None].repeat(channels, 1, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -55,7 +55,7 @@ class BlurUpsample(nn.Module):
         super().__init__()
         self.channels = channels
         self.filter_size = filter_size
-        kernel = _binomial_filter(filter_size) * 4.0
+        kernel = binomial_filter(filter_size) * 4.0
         self.register_buffer("kernel", kernel[None, None].repeat(channels, 1, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -46,6 +46,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zerocon.cut.networks import binomial_filter
+
 SQRT2 = math.sqrt(2.0)
 RESOLUTIONS = tuple(2**i for i in range(2, 11))  # 4 .. 1024, the widths table of the reference
 
@@ -66,12 +68,6 @@ def discriminator_width(ndf: int, res: int) -> int:
     return min(384, width) if res <= 32 else width
 
 
-def _blur_filter() -> torch.Tensor:
-    taps = torch.tensor([1.0, 3.0, 3.0, 1.0])
-    kernel = taps[:, None] * taps[None, :]
-    return kernel / kernel.sum()
-
-
 class Blur(nn.Module):
     """Zero-pad by ``pad = (before, after)`` on both axes, then filter every channel with the 4x4 blur.
 
@@ -82,7 +78,7 @@ class Blur(nn.Module):
     def __init__(self, pad: tuple[int, int], gain: float = 1.0) -> None:
         super().__init__()
         self.pad = pad
-        self.register_buffer("kernel", (_blur_filter() * gain)[None, None], persistent=False)
+        self.register_buffer("kernel", (binomial_filter(4) * gain)[None, None], persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         before, after = self.pad

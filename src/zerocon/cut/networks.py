@@ -94,6 +94,9 @@ class ResnetGenerator(nn.Module):
     up-samplings; input and output in [-1, 1]. Image sides must be multiples of 4.
     """
 
+    size_multiple = 4
+    """Image sides must be multiples of this (two stride-2 down-samplings)."""
+
     def __init__(self, in_channels: int = 3, out_channels: int = 3, ngf: int = 64, n_blocks: int = 9) -> None:
         super().__init__()
         layers: list[nn.Module] = [

@@ -26,8 +26,8 @@ from zerocon.images import find_images, load_image, pil_to_tensor, tensor_to_pil
 from zerocon.io import load_checkpoint, save_image_atomic
 from zerocon.training import CHECKPOINT_DIR
 
-MULTIPLE = 4
-"""Side multiple of the ResNet generator; a StyleGAN2 generator states its own (``size_multiple``)."""
+MULTIPLE = ResnetGenerator.size_multiple
+"""Default side multiple for :func:`pad_to_multiple`; every generator states its own (``size_multiple``)."""
 
 
 def checkpoint_folder(path: str | os.PathLike) -> Path:
@@ -58,7 +58,7 @@ class CUTTranslator:
         self.generator = generator.to(device).eval()
         self.config = config
         self.device = torch.device(device)
-        self.multiple = generator.size_multiple if isinstance(generator, StyleGAN2Generator) else MULTIPLE
+        self.multiple = generator.size_multiple
 
     @classmethod
     def from_checkpoint(

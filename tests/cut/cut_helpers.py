@@ -9,6 +9,18 @@ from PIL import Image
 
 from zerocon.cut.config import CUTConfig, preset
 
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def speed_module():
+    """``benchmarks/cut_speed.py`` loaded by path (its reference-order step is compared with ours)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cut_speed", ROOT / "benchmarks" / "cut_speed.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 def tiny(name: str = "cut", **overrides) -> CUTConfig:
     """The preset ``name`` shrunk: 32x32 crops, 16 patches of 16 dims and small networks.

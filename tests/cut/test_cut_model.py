@@ -1,27 +1,16 @@
 """The CUT training step: losses, PatchNCE from zerocon.contrastive, determinism, exact resume."""
 
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 import torch
-from cut_helpers import tiny, toy_domains
+from cut_helpers import speed_module, tiny, toy_domains
 
 import zerocon.contrastive as contrastive
 import zerocon.cut.model as cut_model
 from zerocon.cut.data import UnpairedDataset
 from zerocon.cut.model import CUTModel, linear_decay_factor
 from zerocon.training import StepContext, TrainConfig, Trainer
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _speed_module():
-    spec = importlib.util.spec_from_file_location("cut_speed", ROOT / "benchmarks" / "cut_speed.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _batch(seed=0, size=32, n=1):
@@ -125,7 +114,7 @@ def test_nce_loss_uses_the_shared_patchnce_and_matches_hand_computation(monkeypa
 @pytest.mark.parametrize("name", ["cut", "fastcut"])
 def test_gradients_equal_those_of_the_paper_code_order(name):
     """Reusing the generator pass's features as keys (our speed-up) does not change the maths."""
-    speed = _speed_module()
+    speed = speed_module()
     batch = tuple(x.double() for x in _batch(1))  # float64: compare the maths, not float32 rounding
     grads = []
     for step_fn in ("ours", "reference"):
@@ -161,7 +150,7 @@ def test_losses_finite_and_decreasing_on_a_toy_pair(name, tmp_path):
     cfg = tiny(name, num_patches=8 if name != "sincut" else 1)
     model = CUTModel(cfg, total_steps=40, seed=0)
     batch = _batch(2, n=2 if name == "sincut" else 1)
-    speed = _speed_module()
+    speed = speed_module()
     history = [model.train_step(batch, speed.context(s, torch.Generator().manual_seed(s))) for s in range(40)]
     for record in history:
         assert all(math.isfinite(v) for v in record.values())
@@ -201,7 +190,7 @@ def test_interrupted_and_resumed_equals_uninterrupted_bit_for_bit(name, tmp_path
 
 def test_step_context_records_losses_of_every_term():
     model = CUTModel(tiny("cut"))
-    out = model.train_step(_batch(), _speed_module().context(0, torch.Generator().manual_seed(0)))
+    out = model.train_step(_batch(), speed_module().context(0, torch.Generator().manual_seed(0)))
     assert set(out) == {"D_real", "D_fake", "G_GAN", "NCE", "NCE_Y"}
     assert isinstance(StepContext, type)
 

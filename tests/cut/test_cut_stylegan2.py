@@ -1,12 +1,10 @@
 """SinCUT's StyleGAN2 networks: reference parameter counts, layer indices, shapes, training, checkpoints."""
 
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 import torch
-from cut_helpers import tiny, toy_domains
+from cut_helpers import speed_module, tiny, toy_domains
 from PIL import Image
 
 from zerocon.cli import main
@@ -23,16 +21,6 @@ from zerocon.cut.stylegan2 import (
 )
 from zerocon.cut.translate import CUTTranslator
 from zerocon.errors import ZeroconError
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _speed_module():
-    spec = importlib.util.spec_from_file_location("cut_speed", ROOT / "benchmarks" / "cut_speed.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 # The reference (taesungp/contrastive-unpaired-translation, models/stylegan_networks.py) for SinCUT's options
 # netG=netD=stylegan2, ngf 10, ndf 8, crop 64 (load 1024), stylegan2_G_num_downsampling 1, n_blocks 6:
@@ -202,7 +190,7 @@ def test_stylegan2_settings_are_checked():
 
 def test_training_steps_change_weights_with_finite_losses_and_seeded_noise():
     cfg = tiny("sincut", num_patches=1)
-    speed = _speed_module()
+    speed = speed_module()
     g = torch.Generator().manual_seed(2)
     batch = (torch.rand(4, 3, 32, 32, generator=g) * 2 - 1, torch.rand(4, 3, 32, 32, generator=g) * 2 - 1)
     model = CUTModel(cfg, total_steps=10, seed=0)

@@ -20,6 +20,22 @@ from torch import nn
 DEFAULT_NCE_LAYERS = (0, 4, 8, 12, 16)
 
 
+def run_layers(
+    modules: Sequence[nn.Module], x: torch.Tensor, layers: Sequence[int], stop_after_last: bool = False
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Apply ``modules`` in order, keeping the outputs of the indices in ``layers``; with ``stop_after_last``
+    stop once the last of them is computed (PatchNCE's encoder pass). Returns the final tensor and the kept ones."""
+    wanted, last = set(layers), max(layers)
+    feats = []
+    for index, module in enumerate(modules):
+        x = module(x)
+        if index in wanted:
+            feats.append(x)
+        if stop_after_last and index == last:
+            break
+    return x, feats
+
+
 def binomial_filter(size: int) -> torch.Tensor:
     """Normalised 2-D binomial (blur) filter of side ``size`` (3 -> [1,2,1] x [1,2,1] / 16)."""
     coeffs = torch.tensor([math.comb(size - 1, k) for k in range(size)], dtype=torch.float64)
@@ -133,25 +149,11 @@ class ResnetGenerator(nn.Module):
         self, x: torch.Tensor, layers: Sequence[int]
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The output and the outputs of the ``layers`` (indices into ``self.model``), in one pass."""
-        wanted = set(layers)
-        feats = []
-        for index, module in enumerate(self.model):
-            x = module(x)
-            if index in wanted:
-                feats.append(x)
-        return x, feats
+        return run_layers(self.model, x, layers)
 
     def encode(self, x: torch.Tensor, layers: Sequence[int]) -> list[torch.Tensor]:
         """The outputs of the ``layers``, stopping after the last one (the encoder pass of PatchNCE)."""
-        wanted, last = set(layers), max(layers)
-        feats = []
-        for index, module in enumerate(self.model):
-            x = module(x)
-            if index in wanted:
-                feats.append(x)
-            if index == last:
-                break
-        return feats
+        return run_layers(self.model, x, layers, stop_after_last=True)[1]
 
     def feature_channels(self, layers: Sequence[int], in_channels: int = 3) -> list[int]:
         """Channel count of each of ``layers`` (to build the projection heads before any forward pass)."""

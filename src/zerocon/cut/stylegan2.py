@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zerocon.cut.networks import binomial_filter
+from zerocon.cut.networks import binomial_filter, run_layers
 
 SQRT2 = math.sqrt(2.0)
 RESOLUTIONS = tuple(2**i for i in range(2, 11))  # 4 .. 1024, the widths table of the reference
@@ -287,26 +287,13 @@ class StyleGAN2Generator(nn.Module):
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The output and the outputs of the encoder ``layers``, in one pass."""
         self._check_layers(layers)
-        wanted = set(layers)
-        feats = []
-        for index, module in enumerate(self.encoder):
-            x = module(x)
-            if index in wanted:
-                feats.append(x)
+        x, feats = run_layers(self.encoder, x, layers)
         return self._decode(x, noise_generator), feats
 
     def encode(self, x: torch.Tensor, layers: Sequence[int]) -> list[torch.Tensor]:
         """The outputs of the encoder ``layers``, stopping after the last one (no noise is involved)."""
         self._check_layers(layers)
-        wanted, last = set(layers), max(layers)
-        feats = []
-        for index, module in enumerate(self.encoder):
-            x = module(x)
-            if index in wanted:
-                feats.append(x)
-            if index == last:
-                break
-        return feats
+        return run_layers(self.encoder, x, layers, stop_after_last=True)[1]
 
     def feature_channels(self, layers: Sequence[int], in_channels: int | None = None) -> list[int]:
         """Channel count of each encoder layer of ``layers`` (to build the projection heads up front)."""

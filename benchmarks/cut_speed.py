@@ -31,6 +31,7 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -113,11 +114,10 @@ def reference_order_step(model: CUTModel, batch: tuple[torch.Tensor, torch.Tenso
     return {"D": loss_d.item(), "G": loss_g.item()}
 
 
-def step_flops(model: CUTModel, batch: tuple[torch.Tensor, torch.Tensor], variant: str) -> int:
-    """Floating-point operations of one training step of ``variant`` (counted, not timed)."""
+def step_flops(step_fn: Callable, batch: tuple[torch.Tensor, torch.Tensor]) -> int:
+    """Floating-point operations of one call of the training step ``step_fn`` (counted, not timed)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    step_fn = model.train_step if variant == "zerocon" else (lambda b, c: reference_order_step(model, b, c))
     with FlopCounterMode(display=False) as counter:
         step_fn(batch, context(10_000, torch.Generator().manual_seed(10_000)))
     return counter.get_total_flops()
@@ -152,7 +152,7 @@ def measure_one(name: str, size: int, variant: str, steps: int) -> dict:
         times.append(time.perf_counter() - start)
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     seconds = sorted(times)[len(times) // 2]
-    flops = step_flops(model, batch, variant)
+    flops = step_flops(step_fn, batch)
     return {
         "preset": name,
         "size": size,

@@ -36,7 +36,8 @@ from zerocon.cut.model import CUTModel
 from zerocon.cut.translate import CUTTranslator
 from zerocon.errors import ZeroconError
 from zerocon.images import find_images, load_image, pil_to_tensor, side_by_side, tensor_to_pil
-from zerocon.metrics.fid import InceptionFeatures, frechet_distance, kernel_inception_distance
+from zerocon.metrics.evaluate import TranslationEvalConfig, evaluate_translation
+from zerocon.metrics.fid import InceptionFeatures
 from zerocon.metrics.swd import image_swd
 from zerocon.training import TrainConfig, Trainer
 
@@ -139,15 +140,15 @@ def shapes_scores(images: list[Image.Image], data: Path) -> dict[str, float] | N
 
 
 def inception_scores(
-    sets: dict[str, list[Image.Image]], reference: list[Image.Image], inception: InceptionFeatures
+    sets: dict[str, list[Image.Image]], reference: Path, out: Path, inception: InceptionFeatures
 ) -> dict[str, dict[str, float]]:
-    """FID and KID (mean, std) of each image set against ``reference``, on Inception pool features."""
-    real = inception(reference)
+    """FID and KID of each image set against the images of ``reference``, through ``zerocon eval
+    translation``'s :func:`~zerocon.metrics.evaluate.evaluate_translation` (the sets are written under ``out``)."""
     scores = {}
     for name, images in sets.items():
-        fake = inception(images)
-        kid, kid_std = kernel_inception_distance(real, fake)
-        scores[name] = {"fid": frechet_distance(real, fake), "kid": kid, "kid_std": kid_std}
+        _save_all(images, out / name, name)
+        config = TranslationEvalConfig(real=reference, fake=out / name, metrics=("fid", "kid"))
+        scores[name] = evaluate_translation(config, features=inception)["metrics"]
     return scores
 
 
@@ -217,7 +218,10 @@ def run(args: argparse.Namespace) -> dict:
     }
     if inception is not None:
         result["inception"] = inception_scores(
-            {"identity": test_a, "untrained": before, "trained": after}, test_b, inception
+            {"identity": test_a, "untrained": before, "trained": after},
+            data / "testB",
+            out / "fid",
+            inception,
         )
     if args.experiment == "shapes":
         result["shapes_identity"] = shapes_scores(test_a, data)

@@ -239,3 +239,32 @@ def test_missing_model_is_a_clear_error_never_random_weights(monkeypatch, tmp_pa
     empty.mkdir()
     with pytest.raises(ZeroconError, match="cannot load model"):
         ZeroConPipeline.from_pretrained(empty)
+
+
+def test_the_model_sets_the_edit_guidance_scale_unless_the_config_does(tiny_dir, tmp_path):
+    import json
+
+    from zerocon.ui.jobs import default_guidance_scale
+
+    pipe = ZeroConPipeline.from_pretrained(tiny_dir)
+    assert EditConfig().for_model(pipe).guidance_scale == 5.0  # pix2pix-zero's, for Stable Diffusion
+    pipe.register_to_config(edit_guidance_scale=2.0)
+    pipe.save_pretrained(tmp_path / "small")
+    small = ZeroConPipeline.from_pretrained(tmp_path / "small")
+    small.set_progress_bar_config(disable=True)
+    assert EditConfig().for_model(small).guidance_scale == 2.0
+    assert EditConfig(guidance_scale=7.0).for_model(small).guidance_scale == 7.0
+    assert default_guidance_scale(str(tmp_path / "small")) == 2.0
+    assert default_guidance_scale(str(tmp_path / "absent")) == 5.0
+
+    def edit(scale):
+        config = EditConfig(method="word_swap", num_inference_steps=2, guidance_scale=scale)
+        out = small.edit(_photo(), target="a photo of a dog", caption="a photo of a cat", config=config)
+        return np.asarray(out.edit)
+
+    assert np.array_equal(edit(None), edit(2.0)) and not np.array_equal(edit(None), edit(7.0))
+
+    index = json.loads((tmp_path / "small" / "model_index.json").read_text())
+    del index["edit_guidance_scale"]  # a folder written before the setting existed (or Stable Diffusion's)
+    (tmp_path / "small" / "model_index.json").write_text(json.dumps(index))
+    assert EditConfig().for_model(ZeroConPipeline.from_pretrained(tmp_path / "small")).guidance_scale == 5.0

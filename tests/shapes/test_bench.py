@@ -98,3 +98,11 @@ def test_grid_and_merge(tmp_path):
     assert merged["config"]["scenes"] == 2 and merged["summary"]["color/word_swap"]["edit_acc"]["n"] == 2
     with pytest.raises(ZeroconError):
         merge_results([tmp_path / "part0", tmp_path / "part0"], tmp_path / "bad")  # same scene and seed twice
+
+
+def test_tuning_scenes_are_disjoint_from_the_reported_ones():
+    tune, bench = bench_scenes(50, "tune"), bench_scenes(50)
+    assert not {repr(s) for s in tune} & {repr(s) for s in bench}
+    assert len({s.caption for s in tune}) > 20  # a varied set, not one scene repeated
+    with pytest.raises(ZeroconError, match="unknown split"):
+        bench_scenes(1, "train")

@@ -56,7 +56,10 @@ def register(subparsers: Any, name: str) -> None:
         parser.add_argument("--save-direction", type=Path, default=None, help="save the direction used here")
         parser.add_argument("--no-templates", action="store_true", help="no template sentence banks")
         parser.add_argument(
-            "--guidance-scale", type=float, default=5.0, help="CFG with the caption as negative"
+            "--guidance-scale",
+            type=float,
+            default=None,
+            help="CFG with the caption as negative (default: the model's edit_guidance_scale; 5 for SD)",
         )
         parser.add_argument(
             "--xa-guidance", type=float, default=0.1, help="cross-attention guidance step (0.01 for SD 2.x)"
@@ -73,7 +76,12 @@ def register(subparsers: Any, name: str) -> None:
         parser.add_argument("inputs", nargs="+", metavar="IMAGE|DIR", help="photos or folders of photos")
         parser.add_argument("--source", default=None, help="describes the input when the model has no BLIP")
         parser.add_argument("--reconstruct", action="store_true", help="also write reconstruction.png")
-        parser.add_argument("--guidance-scale", type=float, default=5.0, help="CFG of the reconstruction")
+        parser.add_argument(
+            "--guidance-scale",
+            type=float,
+            default=None,
+            help="CFG of the reconstruction (default: the model's)",
+        )
     else:
         raise ValueError(f"zerocon.edit.cli registers 'edit' and 'invert', not {name!r}")
     parser.add_argument("--caption", default=None, help="use this caption instead of BLIP's")
@@ -391,6 +399,7 @@ def run_invert(args: argparse.Namespace) -> int:
             print(f"zerocon: error: {message}", file=sys.stderr)
         return 2
     pipe = _load_pipeline(args)
+    config = config.for_model(pipe)
     model_key = _model_key(args)
 
     def work(path: Path, staging: Path) -> None:

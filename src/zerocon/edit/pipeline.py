@@ -27,7 +27,7 @@ import copy
 import inspect
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -135,6 +135,7 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
         caption_generator: BlipForConditionalGeneration | None = None,
         caption_processor: BlipProcessor | None = None,
         caption_prefix: str = "a photography of",
+        edit_guidance_scale: float = 5.0,
     ) -> None:
         super().__init__()
         if inverse_scheduler is None and scheduler is not None:
@@ -155,6 +156,9 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
         # The BLIP text prompt belongs to the captioner: diffusers' recipe uses "a photography of"; a
         # captioner trained without a prompt (the ShapesWorld BLIP) saves "" in model_index.json.
         self.register_to_config(caption_prefix=caption_prefix)
+        # The classifier-free guidance :meth:`edit` uses when its config sets none belongs to the model too:
+        # pix2pix-zero's 5 for Stable Diffusion; a small model may need less (saved in model_index.json).
+        self.register_to_config(edit_guidance_scale=float(edit_guidance_scale))
         self.vae_scale_factor = (
             2 ** (len(self.vae.config.block_out_channels) - 1) if getattr(self, "vae", None) else 8
         )
@@ -738,7 +742,7 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
         """
         from zerocon.edit.directions import EditDirection, automatic_direction, edited_caption, parse_target
 
-        config = config or EditConfig()
+        config = (config or EditConfig()).for_model(self)
         if config.method not in METHODS:
             raise ZeroconError(f"unknown method {config.method!r}; choose one of {', '.join(METHODS)}")
         request = parse_target(target, source) if direction is None or target else None
@@ -815,7 +819,8 @@ class EditConfig:
     Attributes:
         method: ``"zerocon"`` (default), ``"pix2pix_zero"`` or ``"word_swap"``.
         num_inference_steps: DDIM steps of the inversion and of the edit (pix2pix-zero: 50).
-        guidance_scale: classifier-free guidance with the caption as negative prompt (pix2pix-zero real: 5).
+        guidance_scale: classifier-free guidance with the caption as negative prompt; ``None``: the model's
+            ``edit_guidance_scale`` (its model_index.json; pix2pix-zero's 5 for real images when absent).
         cross_attention_guidance_amount: step size of the latent's guidance step (pix2pix-zero real: 0.1;
             use ~0.01 for v-prediction / SD 2.x models).
         patch_nce: PatchNCE settings of ``"zerocon"``.
@@ -830,7 +835,7 @@ class EditConfig:
 
     method: str = "zerocon"
     num_inference_steps: int = 50
-    guidance_scale: float = 5.0
+    guidance_scale: float | None = None
     cross_attention_guidance_amount: float = 0.1
     patch_nce: PatchNCEGuidance = field(default_factory=PatchNCEGuidance)
     lambda_auto_corr: float = 20.0
@@ -842,6 +847,12 @@ class EditConfig:
     caption_prefix: str | None = None
     caption_max_new_tokens: int = 40
     seed: int = 0
+
+    def for_model(self, pipe: ZeroConPipeline) -> EditConfig:
+        """This config with the settings it leaves to the model (``None``) filled from ``pipe``'s config."""
+        if self.guidance_scale is not None:
+            return self
+        return replace(self, guidance_scale=float(pipe.config.get("edit_guidance_scale", 5.0)))
 
     def inversion_key(self) -> dict[str, Any]:
         """The settings an inversion depends on (for caching)."""

@@ -1,7 +1,8 @@
 """ShapesBench: edit ShapesWorld scenes with each method and judge the result against ground truth.
 
 For every held-out scene (seeds from :data:`~zerocon.shapes.data.BENCH_SEED`, never used in training or in
-choosing any setting) and every task, the target is a full caption with one or two attributes changed:
+choosing any setting; ``split="tune"`` runs the same bench on the disjoint scenes of
+:data:`~zerocon.shapes.data.TUNE_SEED` instead, where settings may be chosen) and every task, the target is a full caption with one or two attributes changed:
 
 - ``color``: the object's colour; ``shape``: its shape; ``both``: colour and shape; ``background``: the
   background colour.
@@ -31,7 +32,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ from scipy import ndimage
 
 from zerocon.errors import ZeroconError
 from zerocon.io import save_image_atomic, write_bytes, write_json
-from zerocon.shapes.data import BENCH_SEED
+from zerocon.shapes.data import BENCH_SEED, TUNE_SEED
 from zerocon.shapes.oracle import mask_iou, read_scene
 from zerocon.shapes.world import (
     BACKGROUND_COLORS,
@@ -55,6 +56,8 @@ from zerocon.shapes.world import (
 )
 
 TASKS = ("color", "shape", "both", "background")
+SPLITS = {"bench": BENCH_SEED, "tune": TUNE_SEED}
+"""First scene seed of each split: ShapesBench's reported scenes, and the scenes for choosing settings."""
 METHODS = ("word_swap", "pix2pix_zero", "zerocon", "sdedit")
 
 
@@ -72,9 +75,12 @@ class BenchConfig:
     methods: tuple[str, ...] = METHODS
     sdedit_strength: float = 0.6
     """Fraction of the trajectory SDEdit re-noises (set a priori, not tuned on these scenes)."""
-    guidance_scale: float = 5.0
-    """Classifier-free guidance of every method (the editor's default for real images)."""
+    guidance_scale: float | None = None
+    """Classifier-free guidance of every method (``None``: the model's ``edit_guidance_scale``, the editor's
+    default for it; the run records the value used)."""
     model: str = "shapes"
+    split: str = "bench"
+    """``bench`` (the reported scenes) or ``tune`` (disjoint scenes for choosing settings)."""
     grid_scenes: int = 4
     """Scenes per task shown in the PNG grids."""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -95,17 +101,18 @@ def target_spec(spec: SceneSpec, task: str, rng: np.random.Generator) -> SceneSp
     if task == "both":
         return spec.with_object(color=str(rng.choice(colors)), shape=str(rng.choice(shapes)))
     if task == "background":
-        from dataclasses import replace
-
         return replace(
             spec, background=str(rng.choice([b for b in BACKGROUND_COLORS if b != spec.background]))
         )
     raise ZeroconError(f"unknown task '{task}'; known: {', '.join(TASKS)}")
 
 
-def bench_scenes(n: int) -> list[SceneSpec]:
-    """The ``n`` ShapesBench scenes (fixed seeds, all captions, distractors and textures as in training)."""
-    return [sample_spec(BENCH_SEED + i, SceneFilter()) for i in range(n)]
+def bench_scenes(n: int, split: str = "bench") -> list[SceneSpec]:
+    """The first ``n`` scenes of ``split`` (fixed seeds, all captions, distractors and textures as in
+    training)."""
+    if split not in SPLITS:
+        raise ZeroconError(f"unknown split '{split}'; known: {', '.join(SPLITS)}")
+    return [sample_spec(SPLITS[split] + i, SceneFilter()) for i in range(n)]
 
 
 def _radius(mask: np.ndarray) -> float:
@@ -199,7 +206,9 @@ def run_bench(cfg: BenchConfig, out: str | os.PathLike, progress: bool = True) -
     out.mkdir(parents=True, exist_ok=True)
     pipe = ZeroConPipeline.from_pretrained(cfg.model)
     pipe.set_progress_bar_config(disable=True)
-    specs = bench_scenes(cfg.start + cfg.scenes)[cfg.start :]
+    if cfg.guidance_scale is None:
+        cfg = replace(cfg, guidance_scale=EditConfig().for_model(pipe).guidance_scale)
+    specs = bench_scenes(cfg.start + cfg.scenes, cfg.split)[cfg.start :]
     records: list[dict[str, Any]] = []
     examples: dict[str, list[tuple[Image.Image, Image.Image, dict[str, Image.Image]]]] = {
         t: [] for t in cfg.tasks
@@ -208,7 +217,7 @@ def run_bench(cfg: BenchConfig, out: str | os.PathLike, progress: bool = True) -
     for i, spec in enumerate(specs, start=cfg.start):
         scene = render(spec)
         image = scene.pil()
-        rng = np.random.default_rng([BENCH_SEED, i])
+        rng = np.random.default_rng([SPLITS[cfg.split], i])
         targets = {task: target_spec(spec, task, rng) for task in cfg.tasks}
         for seed in cfg.seeds:
             edit_cfgs = {
@@ -337,7 +346,8 @@ def markdown_table(summary: dict[str, Any], cfg: BenchConfig) -> str:
         ("obj_err", "object err ↓"),
     ]
     lines = [
-        f"ShapesBench: {cfg.scenes} held-out scenes x {len(cfg.seeds)} seeds, {cfg.steps} DDIM steps, "
+        f"ShapesBench: {cfg.scenes} held-out scenes ({cfg.split} split) x {len(cfg.seeds)} seeds, "
+        f"{cfg.steps} DDIM steps, "
         f"guidance {cfg.guidance_scale}, SDEdit strength {cfg.sdedit_strength}. Mean ± 95 % CI.",
         "",
         "| task | method | " + " | ".join(c[1] for c in cols) + " |",
@@ -381,6 +391,9 @@ def register(sub: Any) -> None:
     )
     parser.add_argument("--out", default="runs/shapesbench")
     parser.add_argument("--model", default="shapes")
+    parser.add_argument(
+        "--split", default="bench", choices=sorted(SPLITS), help="reported scenes, or scenes for tuning"
+    )
     parser.add_argument("--scenes", type=int, default=BenchConfig.scenes)
     parser.add_argument("--start", type=int, default=0, help="index of the first scene (split runs)")
     parser.add_argument(
@@ -391,7 +404,7 @@ def register(sub: Any) -> None:
     parser.add_argument("--tasks", type=_csv, default=TASKS)
     parser.add_argument("--methods", type=_csv, default=METHODS)
     parser.add_argument("--sdedit-strength", type=float, default=BenchConfig.sdedit_strength)
-    parser.add_argument("--guidance-scale", type=float, default=BenchConfig.guidance_scale)
+    parser.add_argument("--guidance-scale", type=float, default=None, help="default: the model's")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the CPU is shared)")
     parser.set_defaults(func=_bench_cmd)
 
@@ -399,7 +412,7 @@ def register(sub: Any) -> None:
 def _bench_cmd(args: Any) -> int:
     torch.set_num_threads(max(1, args.threads))
     if args.merge:
-        result = merge_results(args.merge, args.out)
+        merge_results(args.merge, args.out)
         print((Path(args.out) / "table.md").read_text())
         return 0
     if args.scenes < 1 or not args.seeds or args.steps < 1:
@@ -414,8 +427,9 @@ def _bench_cmd(args: Any) -> int:
         sdedit_strength=args.sdedit_strength,
         guidance_scale=args.guidance_scale,
         model=args.model,
+        split=args.split,
     )
-    result = run_bench(cfg, args.out)
-    print(markdown_table(result["summary"], cfg))
+    run_bench(cfg, args.out)
+    print((Path(args.out) / "table.md").read_text())
     print(f"wrote {args.out}/results.json, table.md, grid_*.png")
     return 0

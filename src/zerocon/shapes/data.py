@@ -3,7 +3,7 @@
 The world has 96 captions; :data:`HELD_OUT_CAPTIONS` (8 of them, chosen so that every shape, colour and
 background still occurs in training) are never seen by any model during training, so metrics on them measure
 composition, not memorisation. Seeds of the splits are disjoint ranges: training ``[0, n)``, validation
-``VAL_SEED + i``, ShapesBench ``BENCH_SEED + i``.
+``VAL_SEED + i``, ShapesBench ``BENCH_SEED + i``, and edit-setting tuning ``TUNE_SEED + i``.
 """
 
 from __future__ import annotations
@@ -34,6 +34,9 @@ VAL_SEED = 10_000_000
 """First seed of validation scenes (disjoint from training seeds)."""
 BENCH_SEED = 20_000_000
 """First seed of ShapesBench scenes (disjoint from training and validation)."""
+TUNE_SEED = 30_000_000
+"""First seed of the scenes on which edit settings are chosen (ShapesBench's ``--split tune``), so that
+nothing is tuned on the scenes ShapesBench reports."""
 
 
 @dataclass

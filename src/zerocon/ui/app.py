@@ -23,6 +23,7 @@ from zerocon.ui.jobs import (
     UIConfig,
     caption_of,
     check_upload,
+    default_guidance_scale,
     list_runs,
     load_editor,
     load_translator,
@@ -245,7 +246,11 @@ def build_app(
                         seed = gr.Number(value=0, precision=0, label="Seed", elem_id="edit-seed")
                     with gr.Accordion("Guidance weights", open=False):
                         guidance_scale = gr.Slider(
-                            0, 15, value=5.0, step=0.5, label="Classifier-free guidance"
+                            0,
+                            15,
+                            value=default_guidance_scale(config.model),
+                            step=0.5,
+                            label="Classifier-free guidance",
                         )
                         xa_guidance = gr.Slider(
                             0, 0.5, value=0.1, step=0.01, label="Cross-attention guidance"

@@ -148,7 +148,8 @@ class EditSettings:
     method: str = "zerocon"
     steps: int = 20
     seed: int = 0
-    guidance_scale: float = 5.0
+    guidance_scale: float | None = None
+    """``None``: the model's own ``edit_guidance_scale`` (see :func:`default_guidance_scale`)."""
     cross_attention_guidance_amount: float = 0.1
     contrastive_weight: float = 1.0
 
@@ -162,6 +163,8 @@ class EditSettings:
         if not 1 <= int(self.steps) <= config.max_steps:
             raise ZeroconError(f"steps must be between 1 and {config.max_steps}, got {self.steps}")
         for name in ("guidance_scale", "cross_attention_guidance_amount", "contrastive_weight"):
+            if getattr(self, name) is None:
+                continue
             value = float(getattr(self, name))
             if not (0.0 <= value < 1e4):
                 raise ZeroconError(f"{name} must be a number between 0 and 10000, got {value}")
@@ -187,6 +190,19 @@ def load_editor(model: str) -> Any:
     return ZeroConPipeline.from_pretrained(resolve_model(model))
 
 
+def default_guidance_scale(model: str) -> float:
+    """The editor's classifier-free guidance for ``model`` as its model_index.json states it
+    (``edit_guidance_scale``; 5, pix2pix-zero's, when absent or when the model is not available yet: its
+    absence is reported when an edit loads it)."""
+    from zerocon.edit.pipeline import ZeroConPipeline
+    from zerocon.models import resolve_model
+
+    try:
+        return float(ZeroConPipeline.load_config(resolve_model(model)).get("edit_guidance_scale", 5.0))
+    except (OSError, ValueError, ZeroconError):
+        return 5.0
+
+
 def caption_of(editor: Any, image: Image.Image) -> str:
     """The editor's automatic (BLIP) caption of ``image``, or ``""`` when the model has no captioner."""
     if getattr(editor, "caption_generator", None) is None or not callable(
@@ -207,7 +223,7 @@ def edit_config(settings: EditSettings) -> Any:
     return EditConfig(
         method=settings.method,
         num_inference_steps=int(settings.steps),
-        guidance_scale=float(settings.guidance_scale),
+        guidance_scale=None if settings.guidance_scale is None else float(settings.guidance_scale),
         cross_attention_guidance_amount=float(settings.cross_attention_guidance_amount),
         patch_nce=PatchNCEGuidance(weight=float(settings.contrastive_weight)),
         seed=int(settings.seed),

@@ -2,11 +2,13 @@
 
 Runs ShapesBench on its ``tune`` split (scenes disjoint from training and from the reported bench scenes)
 once per guidance scale and prints one JSON object: per scale, the edit accuracy of every task and method and
-the background error, and the scale with the best mean edit accuracy over the inversion-based editors.
+the background error, and the scale with the best mean edit accuracy over the inversion-based editors. With
+``--apply`` that scale becomes the model's ``edit_guidance_scale`` (its model_index.json), the default of
+``zerocon edit``, the web app and ShapesBench for that model.
 
 Example::
 
-    python benchmarks/shapes_guidance.py --out /tmp/guidance --scales 1.5,2,3,5 --scenes 8 --steps 20
+    python benchmarks/shapes_guidance.py --out /tmp/guidance --scales 1.5,2,3,5 --scenes 8 --steps 20 --apply
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from zerocon.errors import ZeroconError
+from zerocon.io import write_json
+from zerocon.models import resolve_model
 from zerocon.shapes.bench import BenchConfig, run_bench
 
 EDITORS = ("word_swap", "pix2pix_zero", "zerocon")
@@ -40,6 +45,17 @@ def sweep(out: Path, scales: list[float], cfg: BenchConfig) -> dict:
             "methods": list(cfg.methods), "per_scale": per_scale, "best_scale": float(best)}  # fmt: skip
 
 
+def apply_scale(model: str, scale: float) -> Path:
+    """Make ``scale`` the ``edit_guidance_scale`` of a local pipeline folder (rewrites its model_index.json)."""
+    index_file = Path(resolve_model(model)) / "model_index.json"
+    if not index_file.is_file():
+        raise ZeroconError(f"--apply needs a local pipeline folder with a model_index.json, not {model!r}")
+    index = json.loads(index_file.read_text())
+    index["edit_guidance_scale"] = scale
+    write_json(index_file, index)
+    return index_file
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
@@ -50,6 +66,7 @@ def main() -> None:
     parser.add_argument("--methods", default="word_swap,pix2pix_zero")
     parser.add_argument("--model", default="shapes")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--apply", action="store_true", help="store the best scale in the model's folder")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cfg = BenchConfig(
@@ -62,7 +79,11 @@ def main() -> None:
     )
     result = sweep(Path(args.out), [float(s) for s in args.scales.split(",")], cfg)
     print(json.dumps(result))
-    (Path(args.out) / "guidance.json").write_text(json.dumps(result, indent=1) + "\n")
+    write_json(Path(args.out) / "guidance.json", result)
+    if args.apply:
+        print(
+            f"edit_guidance_scale = {result['best_scale']:g} written to {apply_scale(args.model, result['best_scale'])}"
+        )
 
 
 if __name__ == "__main__":

@@ -73,7 +73,10 @@ def _where(path: Path, run: Path) -> str:
 
 
 def assemble(run_dir: str | os.PathLike, out: str | os.PathLike = SHAPES_DIR) -> Path:
-    """Build ``out/{pipeline,clip}``, ``out/metrics.json`` and ``out/example.png`` from a training run."""
+    """Build ``out/{pipeline,clip}``, ``out/metrics.json`` and ``out/example.png`` from a training run.
+
+    The pipeline's ``edit_guidance_scale`` starts at pix2pix-zero's 5; choose the model's own on ShapesBench's
+    tuning scenes afterwards with ``benchmarks/shapes_guidance.py --apply``."""
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import BlipForConditionalGeneration, BlipProcessor, CLIPTextModel, CLIPTokenizer
 

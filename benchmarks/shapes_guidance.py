@@ -3,8 +3,8 @@
 Runs ShapesBench on its ``tune`` split (scenes disjoint from training and from the reported bench scenes)
 once per guidance scale and prints one JSON object: per scale, the edit accuracy of every task and method and
 the background error, and the scale with the best mean edit accuracy over the inversion-based editors. With
-``--apply`` that scale becomes the model's ``edit_guidance_scale`` (its model_index.json), the default of
-``zerocon edit``, the web app and ShapesBench for that model.
+``--apply`` that scale becomes the model's own default (``edit_defaults`` in its model_index.json) for
+``zerocon edit``, the web app and ShapesBench.
 
 Example::
 
@@ -46,12 +46,12 @@ def sweep(out: Path, scales: list[float], cfg: BenchConfig) -> dict:
 
 
 def apply_scale(model: str, scale: float) -> Path:
-    """Make ``scale`` the ``edit_guidance_scale`` of a local pipeline folder (rewrites its model_index.json)."""
+    """Make ``scale`` the default guidance of a local pipeline folder (its model_index.json's ``edit_defaults``)."""
     index_file = Path(resolve_model(model)) / "model_index.json"
     if not index_file.is_file():
         raise ZeroconError(f"--apply needs a local pipeline folder with a model_index.json, not {model!r}")
     index = json.loads(index_file.read_text())
-    index["edit_guidance_scale"] = scale
+    index["edit_defaults"] = {**(index.get("edit_defaults") or {}), "guidance_scale": scale}
     write_json(index_file, index)
     return index_file
 
@@ -82,7 +82,7 @@ def main() -> None:
     write_json(Path(args.out) / "guidance.json", result)
     if args.apply:
         print(
-            f"edit_guidance_scale = {result['best_scale']:g} written to {apply_scale(args.model, result['best_scale'])}"
+            f"guidance scale {result['best_scale']:g} written to {apply_scale(args.model, result['best_scale'])}"
         )
 
 

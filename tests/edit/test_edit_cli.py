@@ -56,6 +56,9 @@ def test_edit_writes_everything_and_reuses_the_inversion(tiny_blip_dir, photos, 
     assert record["caption"].startswith("a photography of")
     assert record["inversion_cache_hit"] is False
     assert record["settings"]["num_inference_steps"] == 2
+    assert (
+        record["settings"]["guidance_scale"] == 5.0 and record["settings"]["use_templates"] is True
+    )  # resolved
     assert {"caption", "inversion", "edit", "total"} <= set(record["timings_seconds"])
     assert Image.open(out / "wide" / "edit.png").size == (32, 20)
     assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 2

@@ -241,30 +241,40 @@ def test_missing_model_is_a_clear_error_never_random_weights(monkeypatch, tmp_pa
         ZeroConPipeline.from_pretrained(empty)
 
 
-def test_the_model_sets_the_edit_guidance_scale_unless_the_config_does(tiny_dir, tmp_path):
+def test_the_model_chooses_the_settings_the_config_leaves_open(tiny_dir, tmp_path):
     import json
 
+    from zerocon.edit.pipeline import EDIT_DEFAULTS
     from zerocon.ui.jobs import default_guidance_scale
 
     pipe = ZeroConPipeline.from_pretrained(tiny_dir)
-    assert EditConfig().for_model(pipe).guidance_scale == 5.0  # pix2pix-zero's, for Stable Diffusion
-    pipe.register_to_config(edit_guidance_scale=2.0)
+    for key, value in EDIT_DEFAULTS.items():  # pix2pix-zero's, for Stable Diffusion
+        assert getattr(EditConfig().for_model(pipe), key) == value
+    pipe.register_to_config(edit_defaults={"guidance_scale": 2.0, "use_templates": False})
     pipe.save_pretrained(tmp_path / "small")
     small = ZeroConPipeline.from_pretrained(tmp_path / "small")
     small.set_progress_bar_config(disable=True)
-    assert EditConfig().for_model(small).guidance_scale == 2.0
-    assert EditConfig(guidance_scale=7.0).for_model(small).guidance_scale == 7.0
+    chosen = EditConfig().for_model(small)
+    assert chosen.guidance_scale == 2.0 and chosen.use_templates is False
+    given = EditConfig(guidance_scale=7.0, use_templates=True).for_model(small)
+    assert given.guidance_scale == 7.0 and given.use_templates is True
     assert default_guidance_scale(str(tmp_path / "small")) == 2.0
     assert default_guidance_scale(str(tmp_path / "absent")) == 5.0
 
     def edit(scale):
         config = EditConfig(method="word_swap", num_inference_steps=2, guidance_scale=scale)
-        out = small.edit(_photo(), target="a photo of a dog", caption="a photo of a cat", config=config)
-        return np.asarray(out.edit)
+        out = small.edit(_photo(), target="cat->dog", caption="a photo of a cat", config=config)
+        return np.asarray(out.edit), out.direction.kind
 
-    assert np.array_equal(edit(None), edit(2.0)) and not np.array_equal(edit(None), edit(7.0))
+    (default, kind), (same, _), (other, _) = edit(None), edit(2.0), edit(7.0)
+    assert np.array_equal(default, same) and not np.array_equal(default, other)
+    assert kind == "word_swap"  # no template banks: the model said so
 
     index = json.loads((tmp_path / "small" / "model_index.json").read_text())
-    del index["edit_guidance_scale"]  # a folder written before the setting existed (or Stable Diffusion's)
+    index["edit_defaults"] = {"guidance_scal": 2.0}
+    (tmp_path / "small" / "model_index.json").write_text(json.dumps(index))
+    with pytest.raises(ZeroconError, match="unknown setting"):
+        ZeroConPipeline.from_pretrained(tmp_path / "small")
+    del index["edit_defaults"]  # a folder written before the setting existed (or Stable Diffusion's)
     (tmp_path / "small" / "model_index.json").write_text(json.dumps(index))
     assert EditConfig().for_model(ZeroConPipeline.from_pretrained(tmp_path / "small")).guidance_scale == 5.0

@@ -59,7 +59,7 @@ def register(subparsers: Any, name: str) -> None:
             "--guidance-scale",
             type=float,
             default=None,
-            help="CFG with the caption as negative (default: the model's edit_guidance_scale; 5 for SD)",
+            help="CFG with the caption as negative (default: the model's edit_defaults; 5 for SD)",
         )
         parser.add_argument(
             "--xa-guidance", type=float, default=0.1, help="cross-attention guidance step (0.01 for SD 2.x)"
@@ -123,7 +123,7 @@ def _config(args: argparse.Namespace) -> Any:
         cross_attention_guidance_amount=getattr(args, "xa_guidance", 0.1),
         patch_nce=nce,
         allow_zero_roll=args.allow_zero_roll,
-        use_templates=not getattr(args, "no_templates", False),
+        use_templates=False if getattr(args, "no_templates", False) else None,  # None: the model's choice
         seed=args.seed,
     )
 
@@ -331,6 +331,7 @@ def run_edit(args: argparse.Namespace) -> int:
             print(f"zerocon: error: {message}", file=sys.stderr)
         return 2
     pipe = _load_pipeline(args)
+    config = config.for_model(pipe)  # the record states every setting used
     model_key = _model_key(args)
     direction = None
     if args.direction is not None:

@@ -53,6 +53,9 @@ from zerocon.errors import ZeroconError
 
 METHODS = ("word_swap", "pix2pix_zero", "zerocon")
 """Edit methods: embeddings only; + cross-attention guidance; + PatchNCE guidance (default)."""
+EDIT_DEFAULTS: dict[str, Any] = {"guidance_scale": 5.0, "use_templates": True}
+"""The :class:`EditConfig` settings a model may choose for itself (``edit_defaults`` in its model_index.json)
+and their values when it does not: pix2pix-zero's for real photos with Stable Diffusion."""
 
 
 @dataclass
@@ -135,7 +138,7 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
         caption_generator: BlipForConditionalGeneration | None = None,
         caption_processor: BlipProcessor | None = None,
         caption_prefix: str = "a photography of",
-        edit_guidance_scale: float = 5.0,
+        edit_defaults: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if inverse_scheduler is None and scheduler is not None:
@@ -156,9 +159,14 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
         # The BLIP text prompt belongs to the captioner: diffusers' recipe uses "a photography of"; a
         # captioner trained without a prompt (the ShapesWorld BLIP) saves "" in model_index.json.
         self.register_to_config(caption_prefix=caption_prefix)
-        # The classifier-free guidance :meth:`edit` uses when its config sets none belongs to the model too:
-        # pix2pix-zero's 5 for Stable Diffusion; a small model may need less (saved in model_index.json).
-        self.register_to_config(edit_guidance_scale=float(edit_guidance_scale))
+        # So do the edit settings that depend on the model (see EDIT_DEFAULTS): pix2pix-zero's guidance scale 5
+        # suits Stable Diffusion, the small ShapesWorld UNet needs less and its vocabulary has no template words.
+        unknown = sorted(set(edit_defaults or {}) - set(EDIT_DEFAULTS))
+        if unknown:
+            raise ZeroconError(
+                f"edit_defaults: unknown setting(s) {', '.join(unknown)} (known: {', '.join(EDIT_DEFAULTS)})"
+            )
+        self.register_to_config(edit_defaults=dict(edit_defaults or {}))
         self.vae_scale_factor = (
             2 ** (len(self.vae.config.block_out_channels) - 1) if getattr(self, "vae", None) else 8
         )
@@ -819,15 +827,16 @@ class EditConfig:
     Attributes:
         method: ``"zerocon"`` (default), ``"pix2pix_zero"`` or ``"word_swap"``.
         num_inference_steps: DDIM steps of the inversion and of the edit (pix2pix-zero: 50).
-        guidance_scale: classifier-free guidance with the caption as negative prompt; ``None``: the model's
-            ``edit_guidance_scale`` (its model_index.json; pix2pix-zero's 5 for real images when absent).
+        guidance_scale: classifier-free guidance with the caption as negative prompt (``None``: the model's
+            choice, see :data:`EDIT_DEFAULTS`; pix2pix-zero's 5 for Stable Diffusion).
         cross_attention_guidance_amount: step size of the latent's guidance step (pix2pix-zero real: 0.1;
             use ~0.01 for v-prediction / SD 2.x models).
         patch_nce: PatchNCE settings of ``"zerocon"``.
         lambda_auto_corr, lambda_kl, num_reg_steps, num_auto_corr_rolls: inversion regularisation
             (pix2pix-zero: 20, 20, 5, 5).
         allow_zero_roll: diffusers' auto-correlation offsets in [0, H/2) instead of [1, H/2).
-        use_templates: add template sentence banks to word-swap directions.
+        use_templates: add template sentence banks to word-swap directions (``None``: the model's choice;
+            yes for Stable Diffusion).
         caption_prefix, caption_max_new_tokens: BLIP prompt prefix (``None``: the pipeline's own
             ``caption_prefix``) and length.
         seed: seed of the inversion's and the edit's generators (same seed, same image).
@@ -843,16 +852,16 @@ class EditConfig:
     num_reg_steps: int = 5
     num_auto_corr_rolls: int = 5
     allow_zero_roll: bool = False
-    use_templates: bool = True
+    use_templates: bool | None = None
     caption_prefix: str | None = None
     caption_max_new_tokens: int = 40
     seed: int = 0
 
     def for_model(self, pipe: ZeroConPipeline) -> EditConfig:
-        """This config with the settings it leaves to the model (``None``) filled from ``pipe``'s config."""
-        if self.guidance_scale is not None:
-            return self
-        return replace(self, guidance_scale=float(pipe.config.get("edit_guidance_scale", 5.0)))
+        """This config with the settings it leaves to the model (``None``) filled from ``pipe``'s
+        ``edit_defaults``, else from :data:`EDIT_DEFAULTS`."""
+        chosen = {**EDIT_DEFAULTS, **(pipe.config.get("edit_defaults") or {})}
+        return replace(self, **{k: v for k, v in chosen.items() if getattr(self, k) is None})
 
     def inversion_key(self) -> dict[str, Any]:
         """The settings an inversion depends on (for caching)."""

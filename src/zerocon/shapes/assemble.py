@@ -75,7 +75,7 @@ def _where(path: Path, run: Path) -> str:
 def assemble(run_dir: str | os.PathLike, out: str | os.PathLike = SHAPES_DIR) -> Path:
     """Build ``out/{pipeline,clip}``, ``out/metrics.json`` and ``out/example.png`` from a training run.
 
-    The pipeline's ``edit_guidance_scale`` starts at pix2pix-zero's 5; choose the model's own on ShapesBench's
+    The pipeline's edit guidance scale starts at pix2pix-zero's 5; choose the model's own on ShapesBench's
     tuning scenes afterwards with ``benchmarks/shapes_guidance.py --apply``."""
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import BlipForConditionalGeneration, BlipProcessor, CLIPTextModel, CLIPTokenizer
@@ -100,6 +100,7 @@ def assemble(run_dir: str | os.PathLike, out: str | os.PathLike = SHAPES_DIR) ->
         caption_generator=BlipForConditionalGeneration.from_pretrained(blip_dir),
         caption_processor=BlipProcessor.from_pretrained(blip_dir),
         caption_prefix="",  # the ShapesWorld BLIP is trained on bare captions, with no text prompt
+        edit_defaults={"use_templates": False},  # the world's vocabulary has none of the template words
     )
     out.mkdir(parents=True, exist_ok=True)
     for name in ("pipeline", "clip"):

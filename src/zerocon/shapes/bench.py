@@ -76,8 +76,8 @@ class BenchConfig:
     sdedit_strength: float = 0.6
     """Fraction of the trajectory SDEdit re-noises (set a priori, not tuned on these scenes)."""
     guidance_scale: float | None = None
-    """Classifier-free guidance of every method (``None``: the model's ``edit_guidance_scale``, the editor's
-    default for it; the run records the value used)."""
+    """Classifier-free guidance of every method (``None``: the model's own, the editor's default for it; the
+    run records the value used)."""
     model: str = "shapes"
     split: str = "bench"
     """``bench`` (the reported scenes) or ``tune`` (disjoint scenes for choosing settings)."""

@@ -149,7 +149,7 @@ class EditSettings:
     steps: int = 20
     seed: int = 0
     guidance_scale: float | None = None
-    """``None``: the model's own ``edit_guidance_scale`` (see :func:`default_guidance_scale`)."""
+    """``None``: the model's own (see :func:`default_guidance_scale`)."""
     cross_attention_guidance_amount: float = 0.1
     contrastive_weight: float = 1.0
 
@@ -191,16 +191,17 @@ def load_editor(model: str) -> Any:
 
 
 def default_guidance_scale(model: str) -> float:
-    """The editor's classifier-free guidance for ``model`` as its model_index.json states it
-    (``edit_guidance_scale``; 5, pix2pix-zero's, when absent or when the model is not available yet: its
-    absence is reported when an edit loads it)."""
-    from zerocon.edit.pipeline import ZeroConPipeline
+    """The editor's classifier-free guidance for ``model`` as its model_index.json chooses it
+    (``edit_defaults``), else pix2pix-zero's; also when the model is not available yet (its absence is
+    reported when an edit loads it)."""
+    from zerocon.edit.pipeline import EDIT_DEFAULTS, ZeroConPipeline
     from zerocon.models import resolve_model
 
     try:
-        return float(ZeroConPipeline.load_config(resolve_model(model)).get("edit_guidance_scale", 5.0))
+        chosen = ZeroConPipeline.load_config(resolve_model(model)).get("edit_defaults") or {}
     except (OSError, ValueError, ZeroconError):
-        return 5.0
+        chosen = {}
+    return float(chosen.get("guidance_scale", EDIT_DEFAULTS["guidance_scale"]))
 
 
 def caption_of(editor: Any, image: Image.Image) -> str:

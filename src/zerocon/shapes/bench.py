@@ -2,7 +2,8 @@
 
 For every held-out scene (seeds from :data:`~zerocon.shapes.data.BENCH_SEED`, never used in training or in
 choosing any setting; ``split="tune"`` runs the same bench on the disjoint scenes of
-:data:`~zerocon.shapes.data.TUNE_SEED` instead, where settings may be chosen) and every task, the target is a full caption with one or two attributes changed:
+:data:`~zerocon.shapes.data.TUNE_SEED` instead, where settings may be chosen) and every task, the target is a
+full caption with one or two attributes changed:
 
 - ``color``: the object's colour; ``shape``: its shape; ``both``: colour and shape; ``background``: the
   background colour.

@@ -79,6 +79,8 @@ class BenchConfig:
     guidance_scale: float | None = None
     """Classifier-free guidance of every method (``None``: the model's own, the editor's default for it; the
     run records the value used)."""
+    nce_weight: float = 1.0
+    """Weight of zerocon's PatchNCE guidance (the editor's default)."""
     model: str = "shapes"
     split: str = "bench"
     """``bench`` (the reported scenes) or ``tune`` (disjoint scenes for choosing settings)."""
@@ -195,6 +197,7 @@ def _ci(values: list[float]) -> dict[str, float]:
 
 def run_bench(cfg: BenchConfig, out: str | os.PathLike, progress: bool = True) -> dict[str, Any]:
     """Run ShapesBench and write ``results.json``, ``table.md`` and ``grid_<task>.png`` into ``out``."""
+    from zerocon.edit.guidance import PatchNCEGuidance
     from zerocon.edit.pipeline import EditConfig, ZeroConPipeline
 
     for task in cfg.tasks:
@@ -228,6 +231,7 @@ def run_bench(cfg: BenchConfig, out: str | os.PathLike, progress: bool = True) -
                     guidance_scale=cfg.guidance_scale,
                     seed=seed,
                     use_templates=False,
+                    patch_nce=PatchNCEGuidance(weight=cfg.nce_weight),
                 )
                 for m in cfg.methods
                 if m != "sdedit"
@@ -349,7 +353,8 @@ def markdown_table(summary: dict[str, Any], cfg: BenchConfig) -> str:
     lines = [
         f"ShapesBench: {cfg.scenes} held-out scenes ({cfg.split} split) x {len(cfg.seeds)} seeds, "
         f"{cfg.steps} DDIM steps, "
-        f"guidance {cfg.guidance_scale}, SDEdit strength {cfg.sdedit_strength}. Mean ± 95 % CI.",
+        f"guidance {cfg.guidance_scale}, PatchNCE weight {cfg.nce_weight}, SDEdit strength {cfg.sdedit_strength}. "
+        "Mean ± 95 % CI.",
         "",
         "| task | method | " + " | ".join(c[1] for c in cols) + " |",
         "|---|---|" + "---|" * len(cols),
@@ -406,6 +411,7 @@ def register(sub: Any) -> None:
     parser.add_argument("--methods", type=_csv, default=METHODS)
     parser.add_argument("--sdedit-strength", type=float, default=BenchConfig.sdedit_strength)
     parser.add_argument("--guidance-scale", type=float, default=None, help="default: the model's")
+    parser.add_argument("--nce-weight", type=float, default=BenchConfig.nce_weight, help="zerocon's PatchNCE")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the CPU is shared)")
     parser.set_defaults(func=_bench_cmd)
 
@@ -427,6 +433,7 @@ def _bench_cmd(args: Any) -> int:
         methods=args.methods,
         sdedit_strength=args.sdedit_strength,
         guidance_scale=args.guidance_scale,
+        nce_weight=args.nce_weight,
         model=args.model,
         split=args.split,
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ EDITORS = ("word_swap", "pix2pix_zero", "zerocon")
 def sweep(out: Path, scales: list[float], cfg: BenchConfig) -> dict:
     per_scale = {}
     for scale in scales:
-        run = run_bench(BenchConfig(**{**cfg.__dict__, "guidance_scale": scale}), out / f"g{scale:g}", False)
+        run = run_bench(replace(cfg, guidance_scale=scale), out / f"g{scale:g}", progress=False)
         summary = run["summary"]
         per_scale[f"{scale:g}"] = {
             key: {m: round(entry[m]["mean"], 4) for m in ("edit_acc", "bg_err", "mask_iou") if m in entry}

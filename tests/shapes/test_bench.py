@@ -106,3 +106,23 @@ def test_tuning_scenes_are_disjoint_from_the_reported_ones():
     assert len({s.caption for s in tune}) > 20  # a varied set, not one scene repeated
     with pytest.raises(ZeroconError, match="unknown split"):
         bench_scenes(1, "train")
+
+
+def test_the_guidance_sweep_writes_its_choice_into_the_model_folder(tmp_path):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "shapes_guidance.py"
+    spec = importlib.util.spec_from_file_location("shapes_guidance", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    (tmp_path / "model_index.json").write_text(
+        json.dumps({"_class_name": "ZeroConPipeline", "edit_defaults": {"use_templates": False}})
+    )
+    module.apply_scale(str(tmp_path), 1.5)
+    index = json.loads((tmp_path / "model_index.json").read_text())
+    assert index["edit_defaults"] == {"use_templates": False, "guidance_scale": 1.5}
+    assert index["_class_name"] == "ZeroConPipeline"
+    with pytest.raises(ZeroconError, match="model_index.json"):
+        module.apply_scale(str(tmp_path / "empty_dir_that_is_not_a_model"), 2.0)

@@ -165,13 +165,9 @@ def lanit_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     (root / "images").mkdir()
     for seed in range(6):
         render_seed(seed).pil().save(root / "images" / f"scene_{seed}.png")
-    import importlib.util
+    from module_files import load_module_file
 
-    spec = importlib.util.spec_from_file_location(
-        "lanit_tiny_clip", SRC.parent / "tests" / "lanit" / "conftest.py"
-    )
-    helpers = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(helpers)
+    helpers = load_module_file(SRC.parent / "tests" / "lanit" / "conftest.py", "lanit_tiny_clip")
     return root / "images", helpers.make_tiny_clip(root / "clip")
 
 

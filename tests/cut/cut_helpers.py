@@ -5,21 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from module_files import ROOT, load_module_file
 from PIL import Image
 
 from zerocon.cut.config import CUTConfig, preset
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 def speed_module():
     """``benchmarks/cut_speed.py`` loaded by path (its reference-order step is compared with ours)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("cut_speed", ROOT / "benchmarks" / "cut_speed.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module_file(ROOT / "benchmarks" / "cut_speed.py")
 
 
 def tiny(name: str = "cut", **overrides) -> CUTConfig:

@@ -249,14 +249,14 @@ def test_the_model_chooses_the_settings_the_config_leaves_open(tiny_dir, tmp_pat
 
     pipe = ZeroConPipeline.from_pretrained(tiny_dir)
     for key, value in EDIT_DEFAULTS.items():  # pix2pix-zero's, for Stable Diffusion
-        assert getattr(EditConfig().for_model(pipe), key) == value
+        assert getattr(EditConfig().for_model(pipe.config), key) == value
     pipe.register_to_config(edit_defaults={"guidance_scale": 2.0, "use_templates": False})
     pipe.save_pretrained(tmp_path / "small")
     small = ZeroConPipeline.from_pretrained(tmp_path / "small")
     small.set_progress_bar_config(disable=True)
-    chosen = EditConfig().for_model(small)
+    chosen = EditConfig().for_model(small.config)
     assert chosen.guidance_scale == 2.0 and chosen.use_templates is False
-    given = EditConfig(guidance_scale=7.0, use_templates=True).for_model(small)
+    given = EditConfig(guidance_scale=7.0, use_templates=True).for_model(small.config)
     assert given.guidance_scale == 7.0 and given.use_templates is True
     assert default_guidance_scale(str(tmp_path / "small")) == 2.0
     assert default_guidance_scale(str(tmp_path / "absent")) == 5.0
@@ -277,4 +277,7 @@ def test_the_model_chooses_the_settings_the_config_leaves_open(tiny_dir, tmp_pat
         ZeroConPipeline.from_pretrained(tmp_path / "small")
     del index["edit_defaults"]  # a folder written before the setting existed (or Stable Diffusion's)
     (tmp_path / "small" / "model_index.json").write_text(json.dumps(index))
-    assert EditConfig().for_model(ZeroConPipeline.from_pretrained(tmp_path / "small")).guidance_scale == 5.0
+    assert (
+        EditConfig().for_model(ZeroConPipeline.from_pretrained(tmp_path / "small").config).guidance_scale
+        == 5.0
+    )

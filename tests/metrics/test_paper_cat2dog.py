@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
+from module_files import ROOT, load_module_file
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[2]
 EDIT_TESTS = ROOT / "tests" / "edit"
 
 
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load("paper_cat2dog_under_test", ROOT / "benchmarks" / "paper_cat2dog.py")
+bench = load_module_file(ROOT / "benchmarks" / "paper_cat2dog.py", "paper_cat2dog_under_test")
 
 
 def test_without_weights_it_stops_with_a_clear_message(tmp_path, capsys):
@@ -40,7 +31,7 @@ def test_without_weights_it_stops_with_a_clear_message(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_protocol_on_tiny_models(tmp_path, tiny_nets, shared_data):
-    tiny = _load("edit_tiny_for_benchmark", EDIT_TESTS / "tiny.py")
+    tiny = load_module_file(EDIT_TESTS / "tiny.py", "edit_tiny_for_benchmark")
     model = tiny.save_tiny_pipeline(tmp_path / "sd")
     photos = tmp_path / "cats"
     photos.mkdir()

@@ -8,11 +8,11 @@ come from seeded generators.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import torch
+from module_files import load_module_file
 from PIL import Image
 from safetensors.torch import save_file
 from torch import nn
@@ -22,9 +22,7 @@ _EDIT_TINY = Path(__file__).resolve().parents[1] / "edit" / "tiny.py"
 
 def _write_clip_tokenizer(folder: Path):
     """The byte-level CLIP tokenizer the editing tests build (tests/edit/tiny.py), loaded by path."""
-    spec = importlib.util.spec_from_file_location("_zerocon_edit_tiny_for_metrics", _EDIT_TINY)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_module_file(_EDIT_TINY, "_zerocon_edit_tiny_for_metrics")
     return module.write_clip_tokenizer(folder)
 
 

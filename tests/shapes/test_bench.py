@@ -109,14 +109,11 @@ def test_tuning_scenes_are_disjoint_from_the_reported_ones():
 
 
 def test_the_guidance_sweep_writes_its_choice_into_the_model_folder(tmp_path):
-    import importlib.util
     import json
-    from pathlib import Path
 
-    script = Path(__file__).resolve().parents[2] / "benchmarks" / "shapes_guidance.py"
-    spec = importlib.util.spec_from_file_location("shapes_guidance", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    from module_files import ROOT, load_module_file
+
+    module = load_module_file(ROOT / "benchmarks" / "shapes_guidance.py")
     (tmp_path / "model_index.json").write_text(
         json.dumps({"_class_name": "ZeroConPipeline", "edit_defaults": {"use_templates": False}})
     )

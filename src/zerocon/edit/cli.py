@@ -331,7 +331,7 @@ def run_edit(args: argparse.Namespace) -> int:
             print(f"zerocon: error: {message}", file=sys.stderr)
         return 2
     pipe = _load_pipeline(args)
-    config = config.for_model(pipe)  # the record states every setting used
+    config = config.for_model(pipe.config)  # the record states every setting used
     model_key = _model_key(args)
     direction = None
     if args.direction is not None:
@@ -400,7 +400,7 @@ def run_invert(args: argparse.Namespace) -> int:
             print(f"zerocon: error: {message}", file=sys.stderr)
         return 2
     pipe = _load_pipeline(args)
-    config = config.for_model(pipe)
+    config = config.for_model(pipe.config)
     model_key = _model_key(args)
 
     def work(path: Path, staging: Path) -> None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import copy
 import inspect
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -750,7 +750,7 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
         """
         from zerocon.edit.directions import EditDirection, automatic_direction, edited_caption, parse_target
 
-        config = (config or EditConfig()).for_model(self)
+        config = (config or EditConfig()).for_model(self.config)
         if config.method not in METHODS:
             raise ZeroconError(f"unknown method {config.method!r}; choose one of {', '.join(METHODS)}")
         request = parse_target(target, source) if direction is None or target else None
@@ -857,10 +857,11 @@ class EditConfig:
     caption_max_new_tokens: int = 40
     seed: int = 0
 
-    def for_model(self, pipe: ZeroConPipeline) -> EditConfig:
-        """This config with the settings it leaves to the model (``None``) filled from ``pipe``'s
-        ``edit_defaults``, else from :data:`EDIT_DEFAULTS`."""
-        chosen = {**EDIT_DEFAULTS, **(pipe.config.get("edit_defaults") or {})}
+    def for_model(self, model_config: Mapping[str, Any]) -> EditConfig:
+        """This config with the settings it leaves to the model (``None``) filled from the model's
+        ``edit_defaults`` (``pipe.config``, or a model_index.json read with ``load_config``), else from
+        :data:`EDIT_DEFAULTS`."""
+        chosen = {**EDIT_DEFAULTS, **(model_config.get("edit_defaults") or {})}
         return replace(self, **{k: v for k, v in chosen.items() if getattr(self, k) is None})
 
     def inversion_key(self) -> dict[str, Any]:

@@ -211,7 +211,7 @@ def run_bench(cfg: BenchConfig, out: str | os.PathLike, progress: bool = True) -
     pipe = ZeroConPipeline.from_pretrained(cfg.model)
     pipe.set_progress_bar_config(disable=True)
     if cfg.guidance_scale is None:
-        cfg = replace(cfg, guidance_scale=EditConfig().for_model(pipe).guidance_scale)
+        cfg = replace(cfg, guidance_scale=EditConfig().for_model(pipe.config).guidance_scale)
     specs = bench_scenes(cfg.start + cfg.scenes, cfg.split)[cfg.start :]
     records: list[dict[str, Any]] = []
     examples: dict[str, list[tuple[Image.Image, Image.Image, dict[str, Image.Image]]]] = {

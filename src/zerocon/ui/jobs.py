@@ -194,14 +194,14 @@ def default_guidance_scale(model: str) -> float:
     """The editor's classifier-free guidance for ``model`` as its model_index.json chooses it
     (``edit_defaults``), else pix2pix-zero's; also when the model is not available yet (its absence is
     reported when an edit loads it)."""
-    from zerocon.edit.pipeline import EDIT_DEFAULTS, ZeroConPipeline
+    from zerocon.edit.pipeline import EditConfig, ZeroConPipeline
     from zerocon.models import resolve_model
 
     try:
-        chosen = ZeroConPipeline.load_config(resolve_model(model)).get("edit_defaults") or {}
+        model_config = ZeroConPipeline.load_config(resolve_model(model))
     except (OSError, ValueError, ZeroconError):
-        chosen = {}
-    return float(chosen.get("guidance_scale", EDIT_DEFAULTS["guidance_scale"]))
+        model_config = {}
+    return float(EditConfig().for_model(model_config).guidance_scale)
 
 
 def caption_of(editor: Any, image: Image.Image) -> str:

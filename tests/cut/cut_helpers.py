@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from module_files import ROOT, load_module_file
 from PIL import Image
 
 from zerocon.cut.config import CUTConfig, preset
@@ -13,6 +12,8 @@ from zerocon.cut.config import CUTConfig, preset
 
 def speed_module():
     """``benchmarks/cut_speed.py`` loaded by path (its reference-order step is compared with ours)."""
+    from module_files import ROOT, load_module_file  # imported here: worker scripts import this file bare
+
     return load_module_file(ROOT / "benchmarks" / "cut_speed.py")
 
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from module_files import load_module_file
 from PIL import Image
 from safetensors.torch import save_file
 from torch import nn
@@ -22,6 +21,8 @@ _EDIT_TINY = Path(__file__).resolve().parents[1] / "edit" / "tiny.py"
 
 def _write_clip_tokenizer(folder: Path):
     """The byte-level CLIP tokenizer the editing tests build (tests/edit/tiny.py), loaded by path."""
+    from module_files import load_module_file  # here: lpips_reference.py imports this file as a script
+
     module = load_module_file(_EDIT_TINY, "_zerocon_edit_tiny_for_metrics")
     return module.write_clip_tokenizer(folder)
 

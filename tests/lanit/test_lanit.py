@@ -298,12 +298,13 @@ def test_train_cli_runs_resumes_and_refuses_other_domains(tiny_clip_dir, tmp_pat
     (data / "broken.png").write_bytes(b"not an image")
     base = ["lanit", "train", "--data", str(data), "--domains", "red,blue,circle", "--preset", "shapes",
             "--img-size", "16", "--clip", str(tiny_clip_dir), "--template", "a photo of the {}.",
-            "--batch-size", "2", "--out", str(tmp_path / "run"), "--no-progress", "--prompt-start", "1"]  # fmt: skip
+            "--batch-size", "2", "--out", str(tmp_path / "run"), "--no-progress", "--prompt-start", "1", "--lambda-cyc", "10"]  # fmt: skip
     assert main([*base, "--steps", "2"]) == 0
     assert main([*base, "--steps", "2"]) == 2  # the run exists: needs --resume
     assert main([*base, "--steps", "3", "--resume"]) == 0
     _, config = load_checkpoint(tmp_path / "run" / "checkpoint")
     assert config["step"] == 3 and config["method"]["domains"] == ["red", "blue", "circle"]
     assert config["method"]["empty"] == "slack" and config["method"]["top_k"] == 2
+    assert config["method"]["lambda_cyc"] == 10.0
     other = [a if a != "red,blue,circle" else "red,blue" for a in base]
     assert main([*other, "--steps", "4", "--resume"]) == 2

@@ -81,6 +81,8 @@ def test_blip_captions_scenes():
     processor = BlipProcessor.from_pretrained(SHAPES_DIR / "pipeline" / "caption_processor")
     exact = blip_exact_match(model, processor.tokenizer, val_split(32, held_out=False))
     assert exact >= max(0.85, _stage("blip")["metrics"]["exact_match_val_seen"] - 0.1)  # the bar is 0.9
+    # captions never seen in training (the bar 0.9 is met on 384 such scenes: 0.919; 64 here for speed)
+    assert blip_exact_match(model, processor.tokenizer, val_split(64, held_out=True)) >= 0.85
 
 
 def test_pipeline_loads_by_name_and_generates():

@@ -45,6 +45,17 @@ def test_same_command_and_seed_give_same_metrics(tmp_path, stage):
     assert curve and curve[0]["step"] == 3
 
 
+def test_blip_continues_from_a_saved_captioner(tmp_path):
+    """``init_from`` starts from the saved model and its tokenizer (zero steps: the weights come back unchanged)."""
+    run_stage("blip", tmp_path / "a", {**TINY, "seed": 3})
+    saved = tmp_path / "a" / "blip" / "model"
+    run_stage("blip", tmp_path / "b", {**TINY, "seed": 4, "steps": 0, "init_from": str(saved)})
+    wa = load_file(saved / "model.safetensors")
+    wb = load_file(tmp_path / "b" / "blip" / "model" / "model.safetensors")
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert (tmp_path / "b" / "blip" / "model" / "tokenizer.json").is_file()
+
+
 def test_different_seed_gives_different_weights(tmp_path):
     run_stage("clip", tmp_path / "a", {**TINY, "seed": 1})
     run_stage("clip", tmp_path / "b", {**TINY, "seed": 2})

@@ -41,6 +41,9 @@ def register(subparsers: argparse._SubParsersAction, name: str) -> None:
     )
     train.add_argument("--top-k", type=int, default=None)
     train.add_argument(
+        "--lambda-cyc", type=float, default=None, help="cycle-consistency weight (StarGAN v2 and LANIT: 1)"
+    )
+    train.add_argument(
         "--empty",
         choices=("skip", "slack"),
         default=None,
@@ -87,6 +90,7 @@ def run_train(args: argparse.Namespace) -> int:
         top_k=args.top_k,
         empty=args.empty,
         prompt_start=prompt_start,
+        lambda_cyc=args.lambda_cyc,
     )
     if cfg.prompt_start == -1:
         cfg.prompt_start = None

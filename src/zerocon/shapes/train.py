@@ -145,6 +145,9 @@ class BlipConfig(StageConfig):
     init_vision_from: str = ""
     """A CLIP folder whose vision tower starts BLIP's (as BLIP starts from a pre-trained ViT); its hidden
     size, patch and layer count must match ``hidden``, ``patch`` and the vision layers."""
+    init_from: str = ""
+    """Continue from this BlipForConditionalGeneration folder (its own architecture; ``init_vision_from``
+    and the size settings are then ignored)."""
 
 
 CONFIGS: dict[str, type[StageConfig]] = {
@@ -830,9 +833,15 @@ def train_blip(run_dir: str | os.PathLike, cfg: BlipConfig) -> dict:
     run = Path(run_dir)
     out = run / "blip"
     gen = _setup(cfg)
-    tokenizer = build_bert_tokenizer(run / "blip_tokenizer_src")
-    model = build_blip(cfg, tokenizer)
-    if cfg.init_vision_from:
+    if cfg.init_from:
+        from transformers import BertTokenizer, BlipForConditionalGeneration
+
+        tokenizer = BertTokenizer.from_pretrained(cfg.init_from)
+        model = BlipForConditionalGeneration.from_pretrained(cfg.init_from)
+    else:
+        tokenizer = build_bert_tokenizer(run / "blip_tokenizer_src")
+        model = build_blip(cfg, tokenizer)
+    if cfg.init_vision_from and not cfg.init_from:
         from transformers import CLIPModel
 
         clip_vision = CLIPModel.from_pretrained(cfg.init_vision_from).vision_model.state_dict()

@@ -7,6 +7,8 @@ from zerocon.shapes.bench import (
     BenchConfig,
     bench_scenes,
     markdown_table,
+    method_nce_weight,
+    paired_differences,
     score_edit,
     summarise,
     target_spec,
@@ -61,6 +63,34 @@ def test_summary_has_confidence_intervals_and_table():
     entry = summary["color/word_swap"]["edit_acc"]
     assert entry["mean"] == 0.5 and entry["n"] == 4 and entry["ci95"] > 0
     assert "| color | word_swap |" in markdown_table(summary, cfg)
+
+
+def test_zerocon_at_weight_names_a_patchnce_weight():
+    assert method_nce_weight("zerocon", 1.0) == 1.0 and method_nce_weight("pix2pix_zero", 3.0) == 3.0
+    assert method_nce_weight("zerocon@100", 1.0) == 100.0 and method_nce_weight("zerocon@0", 1.0) == 0.0
+    for bad in ("zerocon@x", "zerocon@-1", "word_swap@10", "cut", "zerocon@"):
+        with pytest.raises(ZeroconError):
+            method_nce_weight(bad, 1.0)
+
+
+def test_paired_differences_match_scene_and_seed():
+    cfg = BenchConfig(scenes=2, seeds=(0, 1), tasks=("shape",), methods=("pix2pix_zero", "zerocon@100"))
+    records = [
+        {"scene": s, "seed": k, "task": "shape", "method": m, "edit_acc": 1.0, "mask_iou": iou}
+        for s in range(2)
+        for k in range(2)
+        for m, iou in (("pix2pix_zero", 0.5 + 0.1 * s), ("zerocon@100", 0.7 + 0.1 * s + 0.01 * k))
+    ]
+    paired = paired_differences(records, cfg)
+    entry = paired["shape/zerocon@100-pix2pix_zero"]
+    assert (
+        np.isclose(entry["mask_iou"]["mean"], 0.205) and entry["mask_iou"]["n"] == 4
+    )  # (0.2*2 + 0.21*2) / 4
+    assert entry["edit_acc"]["mean"] == 0.0 and "bg_err" not in entry
+    assert "| shape | zerocon@100 − pix2pix_zero | +0.000" in markdown_table(
+        summarise(records, cfg), cfg, paired
+    )
+    assert paired_differences(records, BenchConfig(tasks=("shape",), methods=("zerocon@100",))) == {}
 
 
 def test_unknown_task_fails():

@@ -195,6 +195,23 @@ def _ci(values: list[float]) -> dict[str, float]:
     return {"mean": float(arr.mean()), "ci95": float(half), "n": int(len(arr))}
 
 
+def method_nce_weight(method: str, default: float) -> float:
+    """The PatchNCE weight of a bench method: ``zerocon@W`` is zerocon with weight ``W`` (to compare weights
+    in one run), any other method of :data:`METHODS` uses ``default``."""
+    name, at, weight = method.partition("@")
+    if name not in METHODS or (at and name != "zerocon"):
+        raise ZeroconError(f"unknown method '{method}'; known: {', '.join(METHODS)}, zerocon@WEIGHT")
+    if not at:
+        return default
+    try:
+        value = float(weight)
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        raise ZeroconError(f"'{method}': the PatchNCE weight after '@' must be a number >= 0")
+    return value
+
+
 def run_bench(cfg: BenchConfig, out: str | os.PathLike, progress: bool = True) -> dict[str, Any]:
     """Run ShapesBench and write ``results.json``, ``table.md`` and ``grid_<task>.png`` into ``out``."""
     from zerocon.edit.guidance import PatchNCEGuidance
@@ -203,9 +220,7 @@ def run_bench(cfg: BenchConfig, out: str | os.PathLike, progress: bool = True) -
     for task in cfg.tasks:
         if task not in TASKS:
             raise ZeroconError(f"unknown task '{task}'; known: {', '.join(TASKS)}")
-    for method in cfg.methods:
-        if method not in METHODS:
-            raise ZeroconError(f"unknown method '{method}'; known: {', '.join(METHODS)}")
+    nce_weights = {m: method_nce_weight(m, cfg.nce_weight) for m in cfg.methods}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     pipe = ZeroConPipeline.from_pretrained(cfg.model)
@@ -226,12 +241,12 @@ def run_bench(cfg: BenchConfig, out: str | os.PathLike, progress: bool = True) -
         for seed in cfg.seeds:
             edit_cfgs = {
                 m: EditConfig(
-                    method=m,
+                    method=m.partition("@")[0],
                     num_inference_steps=cfg.steps,
                     guidance_scale=cfg.guidance_scale,
                     seed=seed,
                     use_templates=False,
-                    patch_nce=PatchNCEGuidance(weight=cfg.nce_weight),
+                    patch_nce=PatchNCEGuidance(weight=nce_weights[m]),
                 )
                 for m in cfg.methods
                 if m != "sdedit"
@@ -276,15 +291,16 @@ def run_bench(cfg: BenchConfig, out: str | os.PathLike, progress: bool = True) -
                     examples[task].append((image, render(tgt).pil(), shown))
         if progress:
             print(f"scene {i + 1 - cfg.start}/{len(specs)} done, {time.time() - start:.0f}s", flush=True)
-    summary = summarise(records, cfg)
+    summary, paired = summarise(records, cfg), paired_differences(records, cfg)
     result = {
         "config": asdict(cfg),
         "seconds": round(time.time() - start, 1),
         "summary": summary,
+        "paired": paired,
         "records": records,
     }
     write_json(out / "results.json", result)
-    write_bytes(out / "table.md", markdown_table(summary, cfg).encode())
+    write_bytes(out / "table.md", markdown_table(summary, cfg, paired).encode())
     for task, rows in examples.items():
         if rows:
             save_image_atomic(example_grid(rows, cfg.methods), out / f"grid_{task}.png")
@@ -307,18 +323,19 @@ def merge_results(folders: list[str | os.PathLike], out: str | os.PathLike) -> d
     scenes = sorted({r["scene"] for r in records})
     base.update(scenes=len(scenes), start=min(scenes), seeds=tuple(sorted({r["seed"] for r in records})))
     cfg = BenchConfig(**{**base, "tasks": tuple(base["tasks"]), "methods": tuple(base["methods"])})
-    summary = summarise(records, cfg)
+    summary, paired = summarise(records, cfg), paired_differences(records, cfg)
     result = {
         "config": asdict(cfg),
         "seconds": sum(p["seconds"] for p in parts),
         "summary": summary,
+        "paired": paired,
         "records": records,
         "merged_from": [str(f) for f in folders],
     }
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "results.json", result)
-    write_bytes(out / "table.md", markdown_table(summary, cfg).encode())
+    write_bytes(out / "table.md", markdown_table(summary, cfg, paired).encode())
     return result
 
 
@@ -341,7 +358,37 @@ def summarise(records: list[dict[str, Any]], cfg: BenchConfig) -> dict[str, Any]
     return summary
 
 
-def markdown_table(summary: dict[str, Any], cfg: BenchConfig) -> str:
+PAIRED_KEYS = ("edit_acc", "mask_iou", "centroid_err", "bg_err", "obj_err")
+
+
+def paired_differences(
+    records: list[dict[str, Any]], cfg: BenchConfig, reference: str = "pix2pix_zero"
+) -> dict[str, Any]:
+    """Per task, each zerocon variant minus ``reference`` on the same scene and seed: mean and 95 % CI of the
+    differences (the paper's claim is about this comparison; pairing removes the scene-to-scene spread)."""
+    variants = [m for m in cfg.methods if m.partition("@")[0] == "zerocon"]
+    if reference not in cfg.methods or not variants:
+        return {}
+    by_key = {(r["task"], r["method"], r["scene"], r["seed"]): r for r in records}
+    out: dict[str, Any] = {}
+    for task in cfg.tasks:
+        for method in variants:
+            entry = {}
+            for key in PAIRED_KEYS:
+                diffs = [
+                    r[key] - ref[key]
+                    for (t, m, scene, seed), r in by_key.items()
+                    if t == task and m == method and key in r
+                    for ref in [by_key.get((task, reference, scene, seed))]
+                    if ref is not None and key in ref
+                ]
+                if diffs:
+                    entry[key] = _ci(diffs)
+            out[f"{task}/{method}-{reference}"] = entry
+    return out
+
+
+def markdown_table(summary: dict[str, Any], cfg: BenchConfig, paired: dict[str, Any] | None = None) -> str:
     cols = [
         ("edit_acc", "edit acc ↑"),
         ("mask_iou", "mask IoU ↑"),
@@ -368,6 +415,26 @@ def markdown_table(summary: dict[str, Any], cfg: BenchConfig) -> str:
             else:
                 cells.append("–")
         lines.append(f"| {task} | {method} | " + " | ".join(cells) + " |")
+    if paired:
+        lines += [
+            "",
+            "Paired differences (same scene and seed), mean ± 95 % CI:",
+            "",
+            "| task | comparison | "
+            + " | ".join(c[1].replace(" ↑", "").replace(" ↓", "") for c in cols if c[0] in PAIRED_KEYS)
+            + " |",
+            "|---|---|" + "---|" * sum(c[0] in PAIRED_KEYS for c in cols),
+        ]
+        for key, entry in paired.items():
+            task, comparison = key.split("/")
+            cells = [
+                f"{entry[name]['mean']:+.3f} ± {entry[name]['ci95']:.3f}"
+                if entry.get(name, {}).get("n")
+                else "–"
+                for name, _ in cols
+                if name in PAIRED_KEYS
+            ]
+            lines.append(f"| {task} | {comparison.replace('-', ' − ', 1)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -82,7 +82,7 @@ def test_paired_differences_match_scene_and_seed():
         for m, iou in (("pix2pix_zero", 0.5 + 0.1 * s), ("zerocon@100", 0.7 + 0.1 * s + 0.01 * k))
     ]
     paired = paired_differences(records, cfg)
-    entry = paired["shape/zerocon@100-pix2pix_zero"]
+    entry = paired["shape/zerocon@100 - pix2pix_zero"]
     assert (
         np.isclose(entry["mask_iou"]["mean"], 0.205) and entry["mask_iou"]["n"] == 4
     )  # (0.2*2 + 0.21*2) / 4

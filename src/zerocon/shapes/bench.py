@@ -373,18 +373,15 @@ def paired_differences(
     out: dict[str, Any] = {}
     for task in cfg.tasks:
         for method in variants:
-            entry = {}
-            for key in PAIRED_KEYS:
-                diffs = [
-                    r[key] - ref[key]
-                    for (t, m, scene, seed), r in by_key.items()
-                    if t == task and m == method and key in r
-                    for ref in [by_key.get((task, reference, scene, seed))]
-                    if ref is not None and key in ref
-                ]
-                if diffs:
-                    entry[key] = _ci(diffs)
-            out[f"{task}/{method}-{reference}"] = entry
+            diffs: dict[str, list[float]] = {key: [] for key in PAIRED_KEYS}
+            for (t, m, scene, seed), row in by_key.items():
+                ref = by_key.get((task, reference, scene, seed))
+                if t != task or m != method or ref is None:
+                    continue
+                for key in PAIRED_KEYS:
+                    if key in row and key in ref:
+                        diffs[key].append(row[key] - ref[key])
+            out[f"{task}/{method} - {reference}"] = {k: _ci(v) for k, v in diffs.items() if v}
     return out
 
 
@@ -434,7 +431,7 @@ def markdown_table(summary: dict[str, Any], cfg: BenchConfig, paired: dict[str, 
                 for name, _ in cols
                 if name in PAIRED_KEYS
             ]
-            lines.append(f"| {task} | {comparison.replace('-', ' − ', 1)} | " + " | ".join(cells) + " |")
+            lines.append(f"| {task} | {comparison.replace(' - ', ' − ')} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

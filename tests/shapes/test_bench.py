@@ -153,3 +153,27 @@ def test_the_guidance_sweep_writes_its_choice_into_the_model_folder(tmp_path):
     assert index["_class_name"] == "ZeroConPipeline"
     with pytest.raises(ZeroconError, match="model_index.json"):
         module.apply_scale(str(tmp_path / "empty_dir_that_is_not_a_model"), 2.0)
+
+
+def test_tradeoff_script_averages_tasks_per_method(tmp_path):
+    import json
+    from dataclasses import asdict
+
+    from module_files import ROOT, load_module_file
+
+    module = load_module_file(ROOT / "benchmarks" / "shapes_tradeoff.py")
+    cfg = BenchConfig(scenes=1, seeds=(0,), tasks=("color", "background"), methods=("zerocon@100",))
+    records = [
+        {"scene": 0, "seed": 0, "task": "color", "method": "zerocon@100", "edit_acc": 1.0, "mask_iou": 0.8,
+         "bg_err": 0.01, "centroid_err": 2.0},
+        {"scene": 0, "seed": 0, "task": "background", "method": "zerocon@100", "edit_acc": 0.0, "mask_iou": 0.2,
+         "obj_err": 0.3, "centroid_err": 9.0},
+    ]  # fmt: skip
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.json").write_text(json.dumps({"config": asdict(cfg), "summary": summarise(records, cfg)}))
+    point = module.summarise(run)["zerocon@100"]
+    assert point["edit_acc"] == 0.5  # both tasks
+    assert point["mask_iou"] == 0.8 and point["bg_err"] == 0.01  # the object-keeping task only
+    module.plot({"λ=100": point}, tmp_path / "plot.png")
+    assert (tmp_path / "plot.png").stat().st_size > 0

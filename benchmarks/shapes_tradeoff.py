@@ -55,7 +55,9 @@ def plot(points: dict[str, dict[str, float]], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for label, p in points.items():
         ax.scatter(p["edit_acc"], p["mask_iou"], s=30)
-        ax.annotate(label, (p["edit_acc"], p["mask_iou"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.annotate(
+            label, (p["edit_acc"], p["mask_iou"]), textcoords="offset points", xytext=(4, 4), fontsize=8
+        )
     ax.set_xlabel("edit accuracy (mean over tasks)")
     ax.set_ylabel("mask IoU (colour, shape, both)")
     ax.grid(alpha=0.3)

@@ -195,6 +195,11 @@ def _ci(values: list[float]) -> dict[str, float]:
     return {"mean": float(arr.mean()), "ci95": float(half), "n": int(len(arr))}
 
 
+def editor_method(method: str) -> str:
+    """The editor behind a bench method label (``zerocon@100`` -> ``zerocon``)."""
+    return method.partition("@")[0]
+
+
 def method_nce_weight(method: str, default: float) -> float:
     """The PatchNCE weight of a bench method: ``zerocon@W`` is zerocon with weight ``W`` (to compare weights
     in one run), any other method of :data:`METHODS` uses ``default``."""
@@ -241,7 +246,7 @@ def run_bench(cfg: BenchConfig, out: str | os.PathLike, progress: bool = True) -
         for seed in cfg.seeds:
             edit_cfgs = {
                 m: EditConfig(
-                    method=m.partition("@")[0],
+                    method=editor_method(m),
                     num_inference_steps=cfg.steps,
                     guidance_scale=cfg.guidance_scale,
                     seed=seed,
@@ -291,16 +296,7 @@ def run_bench(cfg: BenchConfig, out: str | os.PathLike, progress: bool = True) -
                     examples[task].append((image, render(tgt).pil(), shown))
         if progress:
             print(f"scene {i + 1 - cfg.start}/{len(specs)} done, {time.time() - start:.0f}s", flush=True)
-    summary, paired = summarise(records, cfg), paired_differences(records, cfg)
-    result = {
-        "config": asdict(cfg),
-        "seconds": round(time.time() - start, 1),
-        "summary": summary,
-        "paired": paired,
-        "records": records,
-    }
-    write_json(out / "results.json", result)
-    write_bytes(out / "table.md", markdown_table(summary, cfg, paired).encode())
+    result = write_results(out, cfg, records, round(time.time() - start, 1))
     for task, rows in examples.items():
         if rows:
             save_image_atomic(example_grid(rows, cfg.methods), out / f"grid_{task}.png")
@@ -323,17 +319,25 @@ def merge_results(folders: list[str | os.PathLike], out: str | os.PathLike) -> d
     scenes = sorted({r["scene"] for r in records})
     base.update(scenes=len(scenes), start=min(scenes), seeds=tuple(sorted({r["seed"] for r in records})))
     cfg = BenchConfig(**{**base, "tasks": tuple(base["tasks"]), "methods": tuple(base["methods"])})
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    seconds = sum(p["seconds"] for p in parts)
+    return write_results(out, cfg, records, seconds, merged_from=[str(f) for f in folders])
+
+
+def write_results(
+    out: Path, cfg: BenchConfig, records: list[dict[str, Any]], seconds: float, **extra: Any
+) -> dict[str, Any]:
+    """Summarise ``records`` and write ``results.json`` and ``table.md`` into ``out``; returns the result."""
     summary, paired = summarise(records, cfg), paired_differences(records, cfg)
     result = {
         "config": asdict(cfg),
-        "seconds": sum(p["seconds"] for p in parts),
+        "seconds": seconds,
         "summary": summary,
         "paired": paired,
         "records": records,
-        "merged_from": [str(f) for f in folders],
+        **extra,
     }
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     write_json(out / "results.json", result)
     write_bytes(out / "table.md", markdown_table(summary, cfg, paired).encode())
     return result
@@ -366,17 +370,17 @@ def paired_differences(
 ) -> dict[str, Any]:
     """Per task, each zerocon variant minus ``reference`` on the same scene and seed: mean and 95 % CI of the
     differences (the paper's claim is about this comparison; pairing removes the scene-to-scene spread)."""
-    variants = [m for m in cfg.methods if m.partition("@")[0] == "zerocon"]
+    variants = [m for m in cfg.methods if editor_method(m) == "zerocon"]
     if reference not in cfg.methods or not variants:
         return {}
-    by_key = {(r["task"], r["method"], r["scene"], r["seed"]): r for r in records}
+    refs = {(r["task"], r["scene"], r["seed"]): r for r in records if r["method"] == reference}
     out: dict[str, Any] = {}
     for task in cfg.tasks:
         for method in variants:
             diffs: dict[str, list[float]] = {key: [] for key in PAIRED_KEYS}
-            for (t, m, scene, seed), row in by_key.items():
-                ref = by_key.get((task, reference, scene, seed))
-                if t != task or m != method or ref is None:
+            for row in records:
+                ref = refs.get((task, row["scene"], row["seed"]))
+                if row["task"] != task or row["method"] != method or ref is None:
                     continue
                 for key in PAIRED_KEYS:
                     if key in row and key in ref:

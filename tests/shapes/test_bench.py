@@ -87,7 +87,7 @@ def test_paired_differences_match_scene_and_seed():
         np.isclose(entry["mask_iou"]["mean"], 0.205) and entry["mask_iou"]["n"] == 4
     )  # (0.2*2 + 0.21*2) / 4
     assert entry["edit_acc"]["mean"] == 0.0 and "bg_err" not in entry
-    assert "| shape | zerocon@100 − pix2pix_zero | +0.000" in markdown_table(
+    assert "| shape | zerocon@100 − pix2pix_zero | 4 | +0.000" in markdown_table(
         summarise(records, cfg), cfg, paired
     )
     assert paired_differences(records, BenchConfig(tasks=("shape",), methods=("zerocon@100",))) == {}
@@ -128,6 +128,22 @@ def test_grid_and_merge(tmp_path):
     assert merged["config"]["scenes"] == 2 and merged["summary"]["color/word_swap"]["edit_acc"]["n"] == 2
     with pytest.raises(ZeroconError):
         merge_results([tmp_path / "part0", tmp_path / "part0"], tmp_path / "bad")  # same scene and seed twice
+    # A later run adding scenes for one method only: each method is summarised over the scenes it ran.
+    folder = tmp_path / "part2"
+    folder.mkdir()
+    extra = {"scene": 2, "seed": 0, "task": "color", "method": "sdedit", "edit_acc": 0.0, "mask_iou": 0.5}
+    part = {"config": {**asdict(cfg), "start": 2, "methods": ["sdedit"]}, "seconds": 1.0, "records": [extra]}
+    (folder / "results.json").write_text(json.dumps(part))
+    merged = merge_results([tmp_path / f"part{i}" for i in range(3)], tmp_path / "merged3")
+    assert list(merged["config"]["methods"]) == ["word_swap", "sdedit"] and merged["config"]["scenes"] == 3
+    assert merged["summary"]["color/word_swap"]["edit_acc"]["n"] == 2
+    assert merged["summary"]["color/sdedit"]["edit_acc"]["n"] == 1
+    table = (tmp_path / "merged3" / "table.md").read_text()
+    assert "| color | word_swap | 2 | 1.000" in table and "| color | sdedit | 1 | 0.000" in table
+    part["config"]["steps"] = 10  # a different setting still refuses to merge
+    (folder / "results.json").write_text(json.dumps(part))
+    with pytest.raises(ZeroconError, match="different settings"):
+        merge_results([tmp_path / "part0", folder], tmp_path / "bad2")
 
 
 def test_tuning_scenes_are_disjoint_from_the_reported_ones():

@@ -304,14 +304,18 @@ def run_bench(cfg: BenchConfig, out: str | os.PathLike, progress: bool = True) -
 
 
 def merge_results(folders: list[str | os.PathLike], out: str | os.PathLike) -> dict[str, Any]:
-    """Merge the ``results.json`` of bench runs over disjoint scenes or seeds (same settings otherwise)."""
+    """Merge the ``results.json`` of bench runs over disjoint scenes or seeds (same settings otherwise).
+
+    The runs may run different methods (a later run adding scenes for some of them): each method is then
+    summarised over the scenes it ran, and the table gives every row its number of scene-seed pairs."""
     parts = [json.loads((Path(f) / "results.json").read_text()) for f in folders]
     base = dict(parts[0]["config"])
-    fixed = ("start", "scenes", "seeds")
+    free = ("start", "scenes", "seeds", "methods")
     for part in parts[1:]:
-        other = {k: v for k, v in part["config"].items() if k not in fixed}
-        if other != {k: v for k, v in base.items() if k not in fixed}:
+        other = {k: v for k, v in part["config"].items() if k not in free}
+        if other != {k: v for k, v in base.items() if k not in free}:
             raise ZeroconError("bench runs with different settings cannot be merged")
+    base["methods"] = list(dict.fromkeys(m for p in parts for m in p["config"]["methods"]))
     records = [r for p in parts for r in p["records"]]
     keys = [(r["scene"], r["seed"], r["task"], r["method"]) for r in records]
     if len(set(keys)) != len(keys):
@@ -402,10 +406,10 @@ def markdown_table(summary: dict[str, Any], cfg: BenchConfig, paired: dict[str, 
         f"ShapesBench: {cfg.scenes} held-out scenes ({cfg.split} split) x {len(cfg.seeds)} seeds, "
         f"{cfg.steps} DDIM steps, "
         f"guidance {cfg.guidance_scale}, PatchNCE weight {cfg.nce_weight}, SDEdit strength {cfg.sdedit_strength}. "
-        "Mean ± 95 % CI.",
+        "Mean ± 95 % CI; n = scene-seed pairs behind the row.",
         "",
-        "| task | method | " + " | ".join(c[1] for c in cols) + " |",
-        "|---|---|" + "---|" * len(cols),
+        "| task | method | n | " + " | ".join(c[1] for c in cols) + " |",
+        "|---|---|---|" + "---|" * len(cols),
     ]
     for key, entry in summary.items():
         task, method = key.split("/")
@@ -415,16 +419,16 @@ def markdown_table(summary: dict[str, Any], cfg: BenchConfig, paired: dict[str, 
                 cells.append(f"{entry[name]['mean']:.3f} ± {entry[name]['ci95']:.3f}")
             else:
                 cells.append("–")
-        lines.append(f"| {task} | {method} | " + " | ".join(cells) + " |")
+        lines.append(f"| {task} | {method} | {_rows(entry)} | " + " | ".join(cells) + " |")
     if paired:
         lines += [
             "",
             "Paired differences (same scene and seed), mean ± 95 % CI:",
             "",
-            "| task | comparison | "
+            "| task | comparison | n | "
             + " | ".join(c[1].replace(" ↑", "").replace(" ↓", "") for c in cols if c[0] in PAIRED_KEYS)
             + " |",
-            "|---|---|" + "---|" * sum(c[0] in PAIRED_KEYS for c in cols),
+            "|---|---|---|" + "---|" * sum(c[0] in PAIRED_KEYS for c in cols),
         ]
         for key, entry in paired.items():
             task, comparison = key.split("/")
@@ -435,8 +439,15 @@ def markdown_table(summary: dict[str, Any], cfg: BenchConfig, paired: dict[str, 
                 for name, _ in cols
                 if name in PAIRED_KEYS
             ]
-            lines.append(f"| {task} | {comparison.replace(' - ', ' − ')} | " + " | ".join(cells) + " |")
+            lines.append(
+                f"| {task} | {comparison.replace(' - ', ' − ')} | {_rows(entry)} | " + " | ".join(cells) + " |"
+            )
     return "\n".join(lines) + "\n"
+
+
+def _rows(entry: dict[str, Any]) -> int:
+    """Scene-seed pairs behind a table row (its edit accuracy is defined for every record)."""
+    return int(entry.get("edit_acc", {}).get("n", 0))
 
 
 def example_grid(

@@ -21,9 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from zerocon.errors import ZeroconError
 from zerocon.io import write_json
-from zerocon.models import resolve_model
+from zerocon.models import set_edit_defaults
 from zerocon.shapes.bench import BenchConfig, run_bench
 
 EDITORS = ("word_swap", "pix2pix_zero", "zerocon")
@@ -48,13 +47,7 @@ def sweep(out: Path, scales: list[float], cfg: BenchConfig) -> dict:
 
 def apply_scale(model: str, scale: float) -> Path:
     """Make ``scale`` the default guidance of a local pipeline folder (its model_index.json's ``edit_defaults``)."""
-    index_file = Path(resolve_model(model)) / "model_index.json"
-    if not index_file.is_file():
-        raise ZeroconError(f"--apply needs a local pipeline folder with a model_index.json, not {model!r}")
-    index = json.loads(index_file.read_text())
-    index["edit_defaults"] = {**(index.get("edit_defaults") or {}), "guidance_scale": scale}
-    write_json(index_file, index)
-    return index_file
+    return set_edit_defaults(model, guidance_scale=scale)
 
 
 def main() -> None:

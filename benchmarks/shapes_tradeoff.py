@@ -41,7 +41,8 @@ def summarise(run: Path) -> dict[str, dict[str, float]]:
             "scenes": record["config"]["scenes"],
             "seeds": len(record["config"]["seeds"]),
             "split": record["config"]["split"],
-            "nce_weight": record["config"]["nce_weight"],
+            "method": method.partition("@")[0],
+            "nce_weight": float(method.partition("@")[2] or record["config"]["nce_weight"]),
         }
     return out
 

@@ -50,3 +50,26 @@ def missing_weights_error(name: str, exc: BaseException | None = None) -> Zeroco
         f"unreachable{reason}. Download it where you have a network (e.g. 'huggingface-cli download {name} "
         f"--local-dir DIR') and pass --model DIR, or use --model shapes for the bundled offline model"
     )
+
+
+def set_edit_defaults(model: str | os.PathLike, **settings: object) -> Path:
+    """Make ``settings`` (keys of :data:`zerocon.edit.pipeline.EDIT_DEFAULTS`, e.g. ``guidance_scale``,
+    ``patch_nce_weight``) the editor's own defaults for a local pipeline folder: they are written into its
+    model_index.json's ``edit_defaults``, which ``zerocon edit``, the web app and ShapesBench read."""
+    import json
+
+    from zerocon.edit.pipeline import EDIT_DEFAULTS
+    from zerocon.io import write_json
+
+    unknown = sorted(set(settings) - set(EDIT_DEFAULTS))
+    if unknown:
+        raise ZeroconError(
+            f"unknown edit setting(s) {', '.join(unknown)} (known: {', '.join(EDIT_DEFAULTS)})"
+        )
+    index_file = Path(resolve_model(model)) / "model_index.json"
+    if not index_file.is_file():
+        raise ZeroconError(f"a local pipeline folder with a model_index.json is needed, not {str(model)!r}")
+    index = json.loads(index_file.read_text())
+    index["edit_defaults"] = {**(index.get("edit_defaults") or {}), **settings}
+    write_json(index_file, index)
+    return index_file

@@ -245,21 +245,34 @@ def test_the_model_chooses_the_settings_the_config_leaves_open(tiny_dir, tmp_pat
     import json
 
     from zerocon.edit.pipeline import EDIT_DEFAULTS
-    from zerocon.ui.jobs import default_guidance_scale
+    from zerocon.ui.jobs import model_edit_defaults
 
     pipe = ZeroConPipeline.from_pretrained(tiny_dir)
-    for key, value in EDIT_DEFAULTS.items():  # pix2pix-zero's, for Stable Diffusion
-        assert getattr(EditConfig().for_model(pipe.config), key) == value
-    pipe.register_to_config(edit_defaults={"guidance_scale": 2.0, "use_templates": False})
+    sd = EditConfig().for_model(pipe.config)  # pix2pix-zero's, for Stable Diffusion
+    assert (sd.guidance_scale, sd.use_templates, sd.patch_nce.weight) == tuple(EDIT_DEFAULTS.values())
+    pipe.register_to_config(
+        edit_defaults={"guidance_scale": 2.0, "use_templates": False, "patch_nce_weight": 30.0}
+    )
     pipe.save_pretrained(tmp_path / "small")
     small = ZeroConPipeline.from_pretrained(tmp_path / "small")
     small.set_progress_bar_config(disable=True)
     chosen = EditConfig().for_model(small.config)
-    assert chosen.guidance_scale == 2.0 and chosen.use_templates is False
-    given = EditConfig(guidance_scale=7.0, use_templates=True).for_model(small.config)
-    assert given.guidance_scale == 7.0 and given.use_templates is True
-    assert default_guidance_scale(str(tmp_path / "small")) == 2.0
-    assert default_guidance_scale(str(tmp_path / "absent")) == 5.0
+    assert chosen.guidance_scale == 2.0 and chosen.use_templates is False and chosen.patch_nce.weight == 30.0
+    given = EditConfig(
+        guidance_scale=7.0, use_templates=True, patch_nce=PatchNCEGuidance(weight=0.5)
+    ).for_model(small.config)
+    assert given.guidance_scale == 7.0 and given.use_templates is True and given.patch_nce.weight == 0.5
+    assert model_edit_defaults(str(tmp_path / "small")).guidance_scale == 2.0
+    assert model_edit_defaults(str(tmp_path / "small")).patch_nce.weight == 30.0
+    assert model_edit_defaults(str(tmp_path / "absent")).guidance_scale == 5.0
+
+    def zerocon(weight):  # the model's PatchNCE weight is used where the config leaves it open
+        config = EditConfig(num_inference_steps=2, patch_nce=PatchNCEGuidance(weight=weight, num_patches=8))
+        return np.asarray(
+            small.edit(_photo(), target="cat->dog", caption="a photo of a cat", config=config).edit
+        )
+
+    assert np.array_equal(zerocon(None), zerocon(30.0)) and not np.array_equal(zerocon(None), zerocon(0.0))
 
     def edit(scale):
         config = EditConfig(method="word_swap", num_inference_steps=2, guidance_scale=scale)

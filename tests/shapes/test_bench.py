@@ -169,6 +169,14 @@ def test_the_guidance_sweep_writes_its_choice_into_the_model_folder(tmp_path):
     assert index["_class_name"] == "ZeroConPipeline"
     with pytest.raises(ZeroconError, match="model_index.json"):
         module.apply_scale(str(tmp_path / "empty_dir_that_is_not_a_model"), 2.0)
+    from zerocon.models import set_edit_defaults
+
+    set_edit_defaults(str(tmp_path), patch_nce_weight=30.0)
+    assert (
+        json.loads((tmp_path / "model_index.json").read_text())["edit_defaults"]["patch_nce_weight"] == 30.0
+    )
+    with pytest.raises(ZeroconError, match="unknown edit setting"):
+        set_edit_defaults(str(tmp_path), guidance=1.0)
 
 
 def test_tradeoff_script_averages_tasks_per_method(tmp_path):
@@ -193,3 +201,4 @@ def test_tradeoff_script_averages_tasks_per_method(tmp_path):
     assert point["mask_iou"] == 0.8 and point["bg_err"] == 0.01  # the object-keeping task only
     module.plot({"λ=100": point}, tmp_path / "plot.png")
     assert (tmp_path / "plot.png").stat().st_size > 0
+    assert point["method"] == "zerocon" and point["nce_weight"] == 100.0  # the label's weight, not the run's

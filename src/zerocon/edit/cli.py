@@ -64,7 +64,12 @@ def register(subparsers: Any, name: str) -> None:
         parser.add_argument(
             "--xa-guidance", type=float, default=0.1, help="cross-attention guidance step (0.01 for SD 2.x)"
         )
-        parser.add_argument("--nce-weight", type=float, default=1.0, help="PatchNCE weight (zerocon)")
+        parser.add_argument(
+            "--nce-weight",
+            type=float,
+            default=None,
+            help="PatchNCE weight of zerocon (default: the model's edit_defaults, else 1)",
+        )
         parser.add_argument("--nce-patches", type=int, default=256, help="PatchNCE patches per layer")
         parser.add_argument("--nce-t-range", type=int, nargs=2, default=(0, 1000), metavar=("TMIN", "TMAX"))
     elif name == "invert":
@@ -109,7 +114,7 @@ def _config(args: argparse.Namespace) -> Any:
         raise ZeroconError(f"--steps must be at least 1, got {args.steps}")
     try:
         nce = PatchNCEGuidance(
-            weight=getattr(args, "nce_weight", 1.0),
+            weight=getattr(args, "nce_weight", None),
             num_patches=getattr(args, "nce_patches", 256),
             t_min=getattr(args, "nce_t_range", (0, 1000))[0],
             t_max=getattr(args, "nce_t_range", (0, 1000))[1],

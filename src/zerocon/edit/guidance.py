@@ -27,7 +27,8 @@ class PatchNCEGuidance:
 
     Attributes:
         weight: multiplier of the PatchNCE loss added to the cross-attention loss before the latent's
-            gradient step (whose step size is ``cross_attention_guidance_amount``). 0 disables the term.
+            gradient step (whose step size is ``cross_attention_guidance_amount``). 0 disables the term;
+            ``None`` leaves it to the model (its ``edit_defaults``; 1 where it chooses nothing).
         features: which UNet features; only ``"decoder_self_attention"`` (outputs of ``attn1`` in the
             ``up_blocks``, as CDS) is implemented.
         patch_sizes: average-pooling sizes of the feature maps before sampling (1 = raw locations).
@@ -39,7 +40,7 @@ class PatchNCEGuidance:
             generator (so the same ``generator`` seed gives the same edit).
     """
 
-    weight: float = 1.0
+    weight: float | None = None
     features: str = "decoder_self_attention"
     patch_sizes: tuple[int, ...] = (1, 2)
     num_patches: int = NUM_PATCHES
@@ -51,7 +52,12 @@ class PatchNCEGuidance:
     def __post_init__(self) -> None:
         if self.features != "decoder_self_attention":
             raise ValueError(f"unknown PatchNCE features {self.features!r}; use 'decoder_self_attention'")
-        if self.weight < 0 or self.num_patches < 1 or self.temperature <= 0 or not self.patch_sizes:
+        if (
+            (self.weight is not None and self.weight < 0)
+            or self.num_patches < 1
+            or self.temperature <= 0
+            or not self.patch_sizes
+        ):
             raise ValueError(
                 "PatchNCE guidance needs weight >= 0, num_patches >= 1, temperature > 0, patch sizes"
             )
@@ -61,7 +67,7 @@ class PatchNCEGuidance:
 
     def active(self, timestep: int | float | torch.Tensor) -> bool:
         t = float(timestep)
-        return self.weight > 0 and self.t_min <= t <= self.t_max
+        return bool(self.weight) and self.t_min <= t <= self.t_max
 
 
 def patch_nce_guidance_loss(

@@ -53,9 +53,10 @@ from zerocon.errors import ZeroconError
 
 METHODS = ("word_swap", "pix2pix_zero", "zerocon")
 """Edit methods: embeddings only; + cross-attention guidance; + PatchNCE guidance (default)."""
-EDIT_DEFAULTS: dict[str, Any] = {"guidance_scale": 5.0, "use_templates": True}
+EDIT_DEFAULTS: dict[str, Any] = {"guidance_scale": 5.0, "use_templates": True, "patch_nce_weight": 1.0}
 """The :class:`EditConfig` settings a model may choose for itself (``edit_defaults`` in its model_index.json)
-and their values when it does not: pix2pix-zero's for real photos with Stable Diffusion."""
+and their values when it does not: pix2pix-zero's guidance and templates for real photos with Stable
+Diffusion, and PatchNCE weight 1 (``patch_nce_weight`` fills ``EditConfig.patch_nce.weight``)."""
 
 
 @dataclass
@@ -444,8 +445,8 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
             raise ValueError("give exactly one of `prompt` and `prompt_embeds`")
         if prompt is not None and not isinstance(prompt, (str, list)):
             raise ValueError(f"`prompt` must be a str or a list, got {type(prompt)}")
-        if patch_nce is None:
-            patch_nce = PatchNCEGuidance()
+        if patch_nce is None or patch_nce.weight is None:
+            patch_nce = EditConfig(patch_nce=patch_nce or PatchNCEGuidance()).for_model(self.config).patch_nce
 
         # 2. Call parameters
         batch_size = _batch_size(prompt, prompt_embeds)
@@ -862,7 +863,13 @@ class EditConfig:
         ``edit_defaults`` (``pipe.config``, or a model_index.json read with ``load_config``), else from
         :data:`EDIT_DEFAULTS`."""
         chosen = {**EDIT_DEFAULTS, **(model_config.get("edit_defaults") or {})}
-        return replace(self, **{k: v for k, v in chosen.items() if getattr(self, k) is None})
+        weight = chosen.pop("patch_nce_weight")
+        patch_nce = self.patch_nce
+        if patch_nce.weight is None:
+            patch_nce = replace(patch_nce, weight=float(weight))
+        return replace(
+            self, patch_nce=patch_nce, **{k: v for k, v in chosen.items() if getattr(self, k) is None}
+        )
 
     def inversion_key(self) -> dict[str, Any]:
         """The settings an inversion depends on (for caching)."""

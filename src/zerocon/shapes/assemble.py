@@ -100,7 +100,9 @@ def assemble(run_dir: str | os.PathLike, out: str | os.PathLike = SHAPES_DIR) ->
         caption_generator=BlipForConditionalGeneration.from_pretrained(blip_dir),
         caption_processor=BlipProcessor.from_pretrained(blip_dir),
         caption_prefix="",  # the ShapesWorld BLIP is trained on bare captions, with no text prompt
-        edit_defaults={"use_templates": False},  # the world's vocabulary has none of the template words
+        # The world's vocabulary has none of the template words. Guidance scale and PatchNCE weight are chosen
+        # afterwards on ShapesBench's tune split (benchmarks/shapes_guidance.py, benchmarks/shapes_tradeoff.py).
+        edit_defaults={"use_templates": False},
     )
     out.mkdir(parents=True, exist_ok=True)
     for name in ("pipeline", "clip"):

@@ -79,8 +79,9 @@ class BenchConfig:
     guidance_scale: float | None = None
     """Classifier-free guidance of every method (``None``: the model's own, the editor's default for it; the
     run records the value used)."""
-    nce_weight: float = 1.0
-    """Weight of zerocon's PatchNCE guidance (the editor's default)."""
+    nce_weight: float | None = None
+    """Weight of zerocon's PatchNCE guidance (``None``: the model's own; the run records the value used).
+    ``zerocon@W`` methods set their own."""
     model: str = "shapes"
     split: str = "bench"
     """``bench`` (the reported scenes) or ``tune`` (disjoint scenes for choosing settings)."""
@@ -225,13 +226,18 @@ def run_bench(cfg: BenchConfig, out: str | os.PathLike, progress: bool = True) -
     for task in cfg.tasks:
         if task not in TASKS:
             raise ZeroconError(f"unknown task '{task}'; known: {', '.join(TASKS)}")
-    nce_weights = {m: method_nce_weight(m, cfg.nce_weight) for m in cfg.methods}
+    for method in cfg.methods:
+        method_nce_weight(method, 0.0)  # a bad method label fails before the model loads
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     pipe = ZeroConPipeline.from_pretrained(cfg.model)
     pipe.set_progress_bar_config(disable=True)
+    model_defaults = EditConfig().for_model(pipe.config)
     if cfg.guidance_scale is None:
-        cfg = replace(cfg, guidance_scale=EditConfig().for_model(pipe.config).guidance_scale)
+        cfg = replace(cfg, guidance_scale=model_defaults.guidance_scale)
+    if cfg.nce_weight is None:
+        cfg = replace(cfg, nce_weight=model_defaults.patch_nce.weight)
+    nce_weights = {m: method_nce_weight(m, cfg.nce_weight) for m in cfg.methods}
     specs = bench_scenes(cfg.start + cfg.scenes, cfg.split)[cfg.start :]
     records: list[dict[str, Any]] = []
     examples: dict[str, list[tuple[Image.Image, Image.Image, dict[str, Image.Image]]]] = {
@@ -440,7 +446,9 @@ def markdown_table(summary: dict[str, Any], cfg: BenchConfig, paired: dict[str, 
                 if name in PAIRED_KEYS
             ]
             lines.append(
-                f"| {task} | {comparison.replace(' - ', ' − ')} | {_rows(entry)} | " + " | ".join(cells) + " |"
+                f"| {task} | {comparison.replace(' - ', ' − ')} | {_rows(entry)} | "
+                + " | ".join(cells)
+                + " |"
             )
     return "\n".join(lines) + "\n"
 
@@ -490,7 +498,9 @@ def register(sub: Any) -> None:
     parser.add_argument("--methods", type=_csv, default=METHODS)
     parser.add_argument("--sdedit-strength", type=float, default=BenchConfig.sdedit_strength)
     parser.add_argument("--guidance-scale", type=float, default=None, help="default: the model's")
-    parser.add_argument("--nce-weight", type=float, default=BenchConfig.nce_weight, help="zerocon's PatchNCE")
+    parser.add_argument(
+        "--nce-weight", type=float, default=None, help="zerocon's PatchNCE (default: the model's)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the CPU is shared)")
     parser.set_defaults(func=_bench_cmd)
 

@@ -23,10 +23,10 @@ from zerocon.ui.jobs import (
     UIConfig,
     caption_of,
     check_upload,
-    default_guidance_scale,
     list_runs,
     load_editor,
     load_translator,
+    model_edit_defaults,
     new_job_dir,
     resolve_run,
     run_edit,
@@ -245,10 +245,11 @@ def build_app(
                         )
                         seed = gr.Number(value=0, precision=0, label="Seed", elem_id="edit-seed")
                     with gr.Accordion("Guidance weights", open=False):
+                        defaults = model_edit_defaults(config.model)
                         guidance_scale = gr.Slider(
                             0,
                             15,
-                            value=default_guidance_scale(config.model),
+                            value=defaults.guidance_scale,
                             step=0.5,
                             label="Classifier-free guidance",
                         )
@@ -256,7 +257,11 @@ def build_app(
                             0, 0.5, value=0.1, step=0.01, label="Cross-attention guidance"
                         )
                         contrastive = gr.Slider(
-                            0, 10, value=1.0, step=0.1, label="Contrastive (PatchNCE) weight"
+                            0,
+                            max(10.0, 2 * defaults.patch_nce.weight),
+                            value=defaults.patch_nce.weight,
+                            step=0.1,
+                            label="Contrastive (PatchNCE) weight",
                         )
                     run = gr.Button("Edit", variant="primary", elem_id="edit-run")
                 with gr.Column(scale=2):

@@ -149,9 +149,10 @@ class EditSettings:
     steps: int = 20
     seed: int = 0
     guidance_scale: float | None = None
-    """``None``: the model's own (see :func:`default_guidance_scale`)."""
+    """``None``: the model's own (see :func:`model_edit_defaults`)."""
     cross_attention_guidance_amount: float = 0.1
-    contrastive_weight: float = 1.0
+    contrastive_weight: float | None = None
+    """``None``: the model's own PatchNCE weight."""
 
     def check(self, config: UIConfig) -> None:
         if not self.target or not self.target.strip():
@@ -190,10 +191,10 @@ def load_editor(model: str) -> Any:
     return ZeroConPipeline.from_pretrained(resolve_model(model))
 
 
-def default_guidance_scale(model: str) -> float:
-    """The editor's classifier-free guidance for ``model`` as its model_index.json chooses it
-    (``edit_defaults``), else pix2pix-zero's; also when the model is not available yet (its absence is
-    reported when an edit loads it)."""
+def model_edit_defaults(model: str) -> Any:
+    """The editor's :class:`~zerocon.edit.pipeline.EditConfig` for ``model`` with the settings its
+    model_index.json chooses (``edit_defaults``: guidance scale, PatchNCE weight, ...) filled in, else
+    pix2pix-zero's; also when the model is not available yet (its absence is reported when an edit loads it)."""
     from zerocon.edit.pipeline import EditConfig, ZeroConPipeline
     from zerocon.models import resolve_model
 
@@ -201,7 +202,7 @@ def default_guidance_scale(model: str) -> float:
         model_config = ZeroConPipeline.load_config(resolve_model(model))
     except (OSError, ValueError, ZeroconError):
         model_config = {}
-    return float(EditConfig().for_model(model_config).guidance_scale)
+    return EditConfig().for_model(model_config)
 
 
 def caption_of(editor: Any, image: Image.Image) -> str:
@@ -226,7 +227,9 @@ def edit_config(settings: EditSettings) -> Any:
         num_inference_steps=int(settings.steps),
         guidance_scale=None if settings.guidance_scale is None else float(settings.guidance_scale),
         cross_attention_guidance_amount=float(settings.cross_attention_guidance_amount),
-        patch_nce=PatchNCEGuidance(weight=float(settings.contrastive_weight)),
+        patch_nce=PatchNCEGuidance(
+            weight=None if settings.contrastive_weight is None else float(settings.contrastive_weight)
+        ),
         seed=int(settings.seed),
     )
 

@@ -144,6 +144,12 @@ def test_grid_and_merge(tmp_path):
     (folder / "results.json").write_text(json.dumps(part))
     with pytest.raises(ZeroconError, match="different settings"):
         merge_results([tmp_path / "part0", folder], tmp_path / "bad2")
+    (tmp_path / "unfinished").mkdir()  # a run killed before it wrote its results
+    with pytest.raises(ZeroconError, match="unfinished holds no finished bench run"):
+        merge_results([tmp_path / "part0", tmp_path / "unfinished"], tmp_path / "bad3")
+    (tmp_path / "unfinished" / "results.json").write_text("[1, 2]")
+    with pytest.raises(ZeroconError, match="no finished bench run"):
+        merge_results([tmp_path / "part0", tmp_path / "unfinished"], tmp_path / "bad3")
 
 
 def test_tuning_scenes_are_disjoint_from_the_reported_ones():

@@ -314,7 +314,7 @@ def merge_results(folders: list[str | os.PathLike], out: str | os.PathLike) -> d
 
     The runs may run different methods (a later run adding scenes for some of them): each method is then
     summarised over the scenes it ran, and the table gives every row its number of scene-seed pairs."""
-    parts = [json.loads((Path(f) / "results.json").read_text()) for f in folders]
+    parts = [_finished_run(Path(f)) for f in folders]
     base = dict(parts[0]["config"])
     free = ("start", "scenes", "seeds", "methods")
     for part in parts[1:]:
@@ -333,6 +333,17 @@ def merge_results(folders: list[str | os.PathLike], out: str | os.PathLike) -> d
     out.mkdir(parents=True, exist_ok=True)
     seconds = sum(p["seconds"] for p in parts)
     return write_results(out, cfg, records, seconds, merged_from=[str(f) for f in folders])
+
+
+def _finished_run(folder: Path) -> dict[str, Any]:
+    """The results.json of a finished bench run, or a one-line error naming the folder."""
+    try:
+        part = json.loads((folder / "results.json").read_text())
+        if not isinstance(part, dict) or not {"config", "records", "seconds"} <= part.keys():
+            raise ValueError("not a ShapesBench result")
+    except (OSError, ValueError) as exc:
+        raise ZeroconError(f"--merge: {folder} holds no finished bench run ({exc})") from exc
+    return part
 
 
 def write_results(

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from zerocon.io import atomic_path, write_json
+from zerocon.shapes.bench import editor_method, method_nce_weight
 
 OBJECT_TASKS = ("color", "shape", "both")
 
@@ -41,8 +42,8 @@ def summarise(run: Path) -> dict[str, dict[str, float]]:
             "scenes": record["config"]["scenes"],
             "seeds": len(record["config"]["seeds"]),
             "split": record["config"]["split"],
-            "method": method.partition("@")[0],
-            "nce_weight": float(method.partition("@")[2] or record["config"]["nce_weight"]),
+            "method": editor_method(method),
+            "nce_weight": method_nce_weight(method, record["config"]["nce_weight"]),
         }
     return out
 

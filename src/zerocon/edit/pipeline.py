@@ -59,6 +59,11 @@ and their values when it does not: pix2pix-zero's guidance and templates for rea
 Diffusion, and PatchNCE weight 1 (``patch_nce_weight`` fills ``EditConfig.patch_nce.weight``)."""
 
 
+def _model_choices(model_config: Mapping[str, Any]) -> dict[str, Any]:
+    """:data:`EDIT_DEFAULTS` overridden by the model's own ``edit_defaults``."""
+    return {**EDIT_DEFAULTS, **(model_config.get("edit_defaults") or {})}
+
+
 @dataclass
 class ZeroConInversionOutput(BaseOutput):
     """Result of :meth:`ZeroConPipeline.invert` (same fields as diffusers' ``Pix2PixInversionPipelineOutput``).
@@ -446,7 +451,8 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
         if prompt is not None and not isinstance(prompt, (str, list)):
             raise ValueError(f"`prompt` must be a str or a list, got {type(prompt)}")
         if patch_nce is None or patch_nce.weight is None:
-            patch_nce = EditConfig(patch_nce=patch_nce or PatchNCEGuidance()).for_model(self.config).patch_nce
+            weight = float(_model_choices(self.config)["patch_nce_weight"])
+            patch_nce = replace(patch_nce or PatchNCEGuidance(), weight=weight)
 
         # 2. Call parameters
         batch_size = _batch_size(prompt, prompt_embeds)
@@ -862,7 +868,7 @@ class EditConfig:
         """This config with the settings it leaves to the model (``None``) filled from the model's
         ``edit_defaults`` (``pipe.config``, or a model_index.json read with ``load_config``), else from
         :data:`EDIT_DEFAULTS`."""
-        chosen = {**EDIT_DEFAULTS, **(model_config.get("edit_defaults") or {})}
+        chosen = _model_choices(model_config)
         weight = chosen.pop("patch_nce_weight")
         patch_nce = self.patch_nce
         if patch_nce.weight is None:

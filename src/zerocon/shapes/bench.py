@@ -395,19 +395,19 @@ def paired_differences(
     if reference not in cfg.methods or not variants:
         return {}
     refs = {(r["task"], r["scene"], r["seed"]): r for r in records if r["method"] == reference}
-    out: dict[str, Any] = {}
-    for task in cfg.tasks:
-        for method in variants:
-            diffs: dict[str, list[float]] = {key: [] for key in PAIRED_KEYS}
-            for row in records:
-                ref = refs.get((task, row["scene"], row["seed"]))
-                if row["task"] != task or row["method"] != method or ref is None:
-                    continue
-                for key in PAIRED_KEYS:
-                    if key in row and key in ref:
-                        diffs[key].append(row[key] - ref[key])
-            out[f"{task}/{method} - {reference}"] = {k: _ci(v) for k, v in diffs.items() if v}
-    return out
+    diffs = {(t, m): {key: [] for key in PAIRED_KEYS} for t in cfg.tasks for m in variants}
+    for row in records:  # one pass: each variant's record against the reference's of its scene and seed
+        bucket = diffs.get((row["task"], row["method"]))
+        ref = refs.get((row["task"], row["scene"], row["seed"]))
+        if bucket is None or ref is None:
+            continue
+        for key in PAIRED_KEYS:
+            if key in row and key in ref:
+                bucket[key].append(row[key] - ref[key])
+    return {
+        f"{task}/{method} - {reference}": {k: _ci(v) for k, v in per_key.items() if v}
+        for (task, method), per_key in diffs.items()
+    }
 
 
 def markdown_table(summary: dict[str, Any], cfg: BenchConfig, paired: dict[str, Any] | None = None) -> str:

@@ -17,13 +17,16 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
 from zerocon.errors import ZeroconError
 from zerocon.images import load_image, side_by_side
 from zerocon.io import save_image_atomic, write_json
+
+if TYPE_CHECKING:
+    from zerocon.edit.pipeline import EditConfig
 
 METHODS = ("zerocon", "pix2pix_zero", "word_swap")
 """The editing methods offered in the Edit tab (the editor's ``method`` argument)."""
@@ -191,7 +194,7 @@ def load_editor(model: str) -> Any:
     return ZeroConPipeline.from_pretrained(resolve_model(model))
 
 
-def model_edit_defaults(model: str) -> Any:
+def model_edit_defaults(model: str) -> EditConfig:
     """The editor's :class:`~zerocon.edit.pipeline.EditConfig` for ``model`` with the settings its
     model_index.json chooses (``edit_defaults``: guidance scale, PatchNCE weight, ...) filled in, else
     pix2pix-zero's; also when the model is not available yet (its absence is reported when an edit loads it)."""

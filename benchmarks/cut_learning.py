@@ -163,7 +163,13 @@ def run(args: argparse.Namespace) -> dict:
         )
     load_size = args.size if args.experiment == "shapes" else round(args.size * 286 / 256)
     cfg = preset(
-        args.preset, size=args.size, load_size=load_size, ngf=args.ngf, ndf=args.ndf, n_blocks=args.n_blocks
+        args.preset,
+        size=args.size,
+        load_size=load_size,
+        ngf=args.ngf,
+        ndf=args.ndf,
+        n_blocks=args.n_blocks,
+        norm_g=args.norm_g,
     )
     test_a, test_b = _load_folder(data / "testA"), _load_folder(data / "testB")
     model = CUTModel(cfg, total_steps=args.steps, seed=args.seed)
@@ -206,6 +212,7 @@ def run(args: argparse.Namespace) -> dict:
             "ngf": cfg.ngf,
             "ndf": cfg.ndf,
             "n_blocks": cfg.n_blocks,
+            "norm_g": cfg.norm_g,
             "steps": args.steps,
             "train_images": [len(dataset.images_a), len(dataset.images_b)],
             "test_images": [len(test_a), len(test_b)],
@@ -255,6 +262,7 @@ def main() -> int:
     parser.add_argument("--ngf", type=int, default=64)
     parser.add_argument("--ndf", type=int, default=64)
     parser.add_argument("--n-blocks", type=int, default=9)
+    parser.add_argument("--norm-g", default="instance", choices=["instance", "none"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--sample-every", type=int, default=100)

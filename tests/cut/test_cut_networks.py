@@ -1,5 +1,6 @@
 """CUT's networks: parameter counts of the reference implementation, layer shapes, anti-aliasing filters."""
 
+import pytest
 import torch
 
 from zerocon.contrastive import PatchSampleMLP
@@ -12,6 +13,7 @@ from zerocon.cut.networks import (
     ResnetGenerator,
     count_parameters,
 )
+from zerocon.errors import ZeroconError
 
 
 def _conv(cin: int, cout: int, k: int, bias: bool = True) -> int:
@@ -84,3 +86,34 @@ def test_patchgan_output_map_and_generator_keeps_any_multiple_of_4():
     g = ResnetGenerator(ngf=4, n_blocks=1)
     for h, w in ((36, 52), (64, 28)):
         assert g(torch.randn(2, 3, h, w)).shape == (2, 3, h, w)
+
+
+def test_instance_norm_cannot_see_a_global_colour_shift_and_norm_none_can():
+    """Why ``norm_g="none"`` exists: the first layer is reflect-pad, conv, instance norm, so adding a constant
+    to each input channel adds a constant to each feature map, which the norm removes: an instance-normalised
+    generator gives the same output for a scene and its colour-shifted copy. Without the norm it does not."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(1, 3, 16, 16, generator=gen) - 0.5
+    shifted = x + torch.tensor([0.3, -0.2, 0.1]).view(1, 3, 1, 1)
+    change = {}  # largest output change from the shift, relative to the output's spread
+    for norm in ("instance", "none"):
+        torch.manual_seed(0)
+        g = ResnetGenerator(ngf=8, n_blocks=2, norm=norm).eval()
+        with torch.no_grad():
+            out, out_shifted = g(x), g(shifted)
+        change[norm] = float((out - out_shifted).abs().max() / out.std())
+    assert change["instance"] < 1e-4
+    assert change["none"] > 1e-2
+
+
+def test_norm_none_keeps_layer_indices_and_parameter_counts():
+    plain, normed = ResnetGenerator(norm="none"), ResnetGenerator()
+    assert not any(isinstance(m, torch.nn.InstanceNorm2d) for m in plain.modules())
+    assert len(plain.model) == len(normed.model)
+    assert plain.feature_channels((0, 4, 8, 12, 16)) == normed.feature_channels((0, 4, 8, 12, 16))
+    assert count_parameters(plain) == count_parameters(normed) == REFERENCE_G
+
+
+def test_unknown_generator_norm_is_a_clear_error():
+    with pytest.raises(ZeroconError, match="generator norm"):
+        CUTConfig(norm_g="batch")

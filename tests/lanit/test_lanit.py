@@ -1,6 +1,7 @@
 """LANIT: labels, prompts, losses, a tiny training run, resume, translation and the CLI (CPU, tiny sizes)."""
 
 import json
+from dataclasses import asdict, replace
 
 import pytest
 import torch
@@ -10,7 +11,7 @@ from PIL import Image
 from zerocon.errors import ZeroconError
 from zerocon.lanit import losses as L
 from zerocon.lanit.labels import LabelConfig, adaptive_threshold, handle_empty, pseudo_labels
-from zerocon.lanit.model import LanitMethod
+from zerocon.lanit.model import LanitConfig, LanitMethod, make_config
 from zerocon.lanit.networks import NetworkConfig, build_networks, moving_average
 from zerocon.lanit.prompts import PromptLearner, base_prompt, encode_images, load_clip, resolve_templates
 
@@ -283,6 +284,21 @@ def test_networks_shapes_and_ema():
     assert torch.allclose(after, before + 0.1, atol=1e-6)
     with pytest.raises(ValueError):
         NetworkConfig(img_size=48)
+
+
+def test_output_norm_option_and_the_shapes_preset():
+    cfg = NetworkConfig(img_size=32, num_domains=3, base_dim=8, max_conv_dim=16, mapping_dim=16, style_dim=8)
+    assert isinstance(build_networks(cfg, seed=1).generator.to_rgb[0], torch.nn.InstanceNorm2d)
+    plain = build_networks(replace(cfg, output_norm=False), seed=1).generator
+    assert isinstance(plain.to_rgb[0], torch.nn.Identity)
+    assert plain(torch.randn(2, 3, 32, 32), torch.randn(2, 8)).shape == (2, 3, 32, 32)
+    shapes = make_config("shapes", domains=list(DOMAINS))
+    assert shapes.network_config().output_norm is False
+    assert make_config("default", domains=list(DOMAINS)).network_config().output_norm is True
+    # a checkpoint config written before the option existed rebuilds StarGAN v2's generator
+    saved = asdict(shapes)
+    del saved["output_norm"]
+    assert LanitConfig.from_dict(saved).output_norm is True
 
 
 def test_train_cli_runs_resumes_and_refuses_other_domains(tiny_clip_dir, tmp_path):

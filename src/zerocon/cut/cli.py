@@ -52,6 +52,11 @@ def register(subparsers: Any, name: str = "cut") -> None:
     train.add_argument("--ngf", type=int, help="generator width (cut/fastcut 64, sincut 10)")
     train.add_argument("--ndf", type=int, help="discriminator width (cut/fastcut 64, sincut 8)")
     train.add_argument("--n-blocks", type=int, help="generator residual blocks (cut/fastcut 9, sincut 6)")
+    train.add_argument(
+        "--norm-g",
+        choices=["instance", "none"],
+        help="generator normalisation of cut/fastcut (default instance; none passes flat colours through)",
+    )
     train.add_argument("--sample-every", type=int, default=500, help="sample grid + loss plot every K steps")
     train.add_argument("--checkpoint-every", type=int, default=500, help="checkpoint every K steps")
     train.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"])
@@ -118,6 +123,7 @@ def run_train(args: argparse.Namespace) -> int:
             ngf=args.ngf,
             ndf=args.ndf,
             n_blocks=args.n_blocks,
+            norm_g=args.norm_g,
         )
         seed = args.seed
         batch_size = args.batch_size or (16 if cfg.preset == "sincut" else 1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from zerocon.cut.networks import GENERATOR_NORMS
 from zerocon.errors import ZeroconError
 
 
@@ -41,6 +42,10 @@ class CUTConfig:
     stylegan2_downsampling: int = 1
     """``stylegan2`` only: down-sampling residual blocks of the generator's encoder (and up-sampling
     convolutions of its decoder); image sides must be multiples of ``2 ** stylegan2_downsampling``."""
+    norm_g: str = "instance"
+    """``resnet`` generator's normalisation: ``instance`` (the paper's) or ``none`` (the reference's
+    ``--normG none``). Instance norm cannot pass a flat colour through unchanged, which matters for synthetic
+    images of flat colours such as ShapesWorld (see :class:`~zerocon.cut.networks.ResnetGenerator`)."""
     n_layers_d: int = 3
     """Down-sampling layers of the PatchGAN (3 = 70x70 receptive field)."""
     nce_layers: tuple[int, ...] = (0, 4, 8, 12, 16)
@@ -94,6 +99,8 @@ class CUTConfig:
             raise ZeroconError(f"unknown gan_mode '{self.gan_mode}' (lsgan or nonsaturating)")
         if not 0.0 <= self.decay_fraction <= 1.0:
             raise ZeroconError("decay_fraction must be in [0, 1]")
+        if self.norm_g not in GENERATOR_NORMS:
+            raise ZeroconError(f"unknown generator norm '{self.norm_g}' ({' or '.join(GENERATOR_NORMS)})")
         if self.networks not in ("resnet", "stylegan2"):
             raise ZeroconError(f"unknown networks '{self.networks}' (resnet or stylegan2)")
         if self.networks == "stylegan2":

@@ -50,7 +50,7 @@ def build_generator(cfg: CUTConfig) -> ResnetGenerator | StyleGAN2Generator:
         return StyleGAN2Generator(
             ngf=cfg.ngf, resolution=cfg.size, n_blocks=cfg.n_blocks, n_downsampling=cfg.stylegan2_downsampling
         )
-    return init_weights(ResnetGenerator(ngf=cfg.ngf, n_blocks=cfg.n_blocks), cfg.init_gain)
+    return init_weights(ResnetGenerator(ngf=cfg.ngf, n_blocks=cfg.n_blocks, norm=cfg.norm_g), cfg.init_gain)
 
 
 def build_discriminator(cfg: CUTConfig) -> PatchGANDiscriminator | StyleGAN2Discriminator:

@@ -84,19 +84,34 @@ class BlurUpsample(nn.Module):
         return out
 
 
-class ResnetBlock(nn.Module):
-    """Two reflect-padded 3x3 convolutions with instance norm and a skip connection."""
+GENERATOR_NORMS = ("instance", "none")
 
-    def __init__(self, channels: int) -> None:
+
+def norm_layer(kind: str, channels: int) -> nn.Module:
+    """The generator's normalisation: ``instance`` (CUT's default, no affine parameters) or ``none``.
+
+    ``none`` is an ``nn.Identity`` placeholder, so layer indices (and ``nce_layers``) stay the same.
+    """
+    if kind == "instance":
+        return nn.InstanceNorm2d(channels)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown generator norm {kind!r} (choose from {', '.join(GENERATOR_NORMS)})")
+
+
+class ResnetBlock(nn.Module):
+    """Two reflect-padded 3x3 convolutions with instance norm (or none) and a skip connection."""
+
+    def __init__(self, channels: int, norm: str = "instance") -> None:
         super().__init__()
         self.conv_block = nn.Sequential(
             nn.ReflectionPad2d(1),
             nn.Conv2d(channels, channels, 3, bias=True),
-            nn.InstanceNorm2d(channels),
+            norm_layer(norm, channels),
             nn.ReLU(True),
             nn.ReflectionPad2d(1),
             nn.Conv2d(channels, channels, 3, bias=True),
-            nn.InstanceNorm2d(channels),
+            norm_layer(norm, channels),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -108,34 +123,45 @@ class ResnetGenerator(nn.Module):
 
     Two anti-aliased down-samplings, ``n_blocks`` residual blocks at 1/4 resolution, two anti-aliased
     up-samplings; input and output in [-1, 1]. Image sides must be multiples of 4.
+
+    ``norm="none"`` drops every instance norm (the reference's ``--normG none``; unlike the reference, the
+    convolutions keep their biases). Instance norm removes each feature map's mean, so absolute flat colours
+    (ShapesWorld's backgrounds and objects) cannot pass through the generator unchanged; without it they can.
     """
 
     size_multiple = 4
     """Image sides must be multiples of this (two stride-2 down-samplings)."""
 
-    def __init__(self, in_channels: int = 3, out_channels: int = 3, ngf: int = 64, n_blocks: int = 9) -> None:
+    def __init__(
+        self,
+        in_channels: int = 3,
+        out_channels: int = 3,
+        ngf: int = 64,
+        n_blocks: int = 9,
+        norm: str = "instance",
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(3),
             nn.Conv2d(in_channels, ngf, 7, bias=True),
-            nn.InstanceNorm2d(ngf),
+            norm_layer(norm, ngf),
             nn.ReLU(True),
         ]
         channels = ngf
         for _ in range(2):
             layers += [
                 nn.Conv2d(channels, channels * 2, 3, padding=1, bias=True),
-                nn.InstanceNorm2d(channels * 2),
+                norm_layer(norm, channels * 2),
                 nn.ReLU(True),
                 BlurDownsample(channels * 2),
             ]
             channels *= 2
-        layers += [ResnetBlock(channels) for _ in range(n_blocks)]
+        layers += [ResnetBlock(channels, norm) for _ in range(n_blocks)]
         for _ in range(2):
             layers += [
                 BlurUpsample(channels),
                 nn.Conv2d(channels, channels // 2, 3, padding=1, bias=True),
-                nn.InstanceNorm2d(channels // 2),
+                norm_layer(norm, channels // 2),
                 nn.ReLU(True),
             ]
             channels //= 2

@@ -43,6 +43,8 @@ class LanitConfig:
     mapping_dim: int = 512
     style_dim: int = 64
     latent_dim: int = 16
+    output_norm: bool = True
+    """Instance norm before the generator's ``to_rgb`` (StarGAN v2); see :class:`NetworkConfig`."""
     top_k: int | None = None
     """Keep at most k domains per image (``None``: every domain above the base prompt)."""
     empty: str = "skip"
@@ -98,6 +100,7 @@ class LanitConfig:
             base_dim=self.base_dim,
             max_conv_dim=self.max_conv_dim,
             mapping_dim=self.mapping_dim,
+            output_norm=self.output_norm,
         )
 
     @classmethod
@@ -109,7 +112,8 @@ class LanitConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     # 64-px ShapesWorld on a shared 2-core CPU: narrow networks, latent pass only, a short schedule, prompt
-    # learning from step 400, the two best domains above the threshold (one colour + one shape per scene).
+    # learning from step 400, the two best domains above the threshold (one colour + one shape per scene), no
+    # instance norm before to_rgb (with it, a 400-step identity fit keeps 33 % of backgrounds; without, 82 %).
     "shapes": {
         "templates": "shapes",
         "clip": "shapes-clip",
@@ -118,6 +122,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "max_conv_dim": 64,
         "mapping_dim": 64,
         "style_dim": 32,
+        "output_norm": False,
         "ds_iter": 1_000,
         "prompt_start": 400,
         "top_k": 2,

@@ -35,6 +35,10 @@ class NetworkConfig:
     max_conv_dim: int = 512
     mapping_dim: int = 512
     """Width of the mapping network's layers (512 in StarGAN v2 / LANIT)."""
+    output_norm: bool = True
+    """Instance-normalise the generator's last features before ``to_rgb`` (StarGAN v2 does). That norm fixes
+    each output channel's spatial mean up to the shape of its distribution, so a flat background colour cannot
+    pass from input to output; ``False`` drops it (ShapesWorld preset)."""
 
     def __post_init__(self) -> None:
         if self.img_size < 16 or self.img_size & (self.img_size - 1):
@@ -135,7 +139,9 @@ class Generator(nn.Module):
         self.encode = nn.ModuleList()
         self.decode = nn.ModuleList()
         self.to_rgb = nn.Sequential(
-            nn.InstanceNorm2d(dim_in, affine=True), nn.LeakyReLU(0.2), nn.Conv2d(dim_in, 3, 1, 1, 0)
+            nn.InstanceNorm2d(dim_in, affine=True) if cfg.output_norm else nn.Identity(),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(dim_in, 3, 1, 1, 0),
         )
         repeat = int(math.log2(cfg.img_size)) - 4
         for _ in range(repeat):

@@ -117,3 +117,5 @@ def test_norm_none_keeps_layer_indices_and_parameter_counts():
 def test_unknown_generator_norm_is_a_clear_error():
     with pytest.raises(ZeroconError, match="generator norm"):
         CUTConfig(norm_g="batch")
+    with pytest.raises(ZeroconError, match="resnet generator"):
+        CUTConfig(size=64, networks="stylegan2", nce_layers=(0, 2, 4), n_blocks=6, norm_g="none")

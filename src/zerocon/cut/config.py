@@ -107,6 +107,8 @@ class CUTConfig:
             self._check_stylegan2()
 
     def _check_stylegan2(self) -> None:
+        if self.norm_g != "instance":
+            raise ZeroconError("--norm-g applies to the resnet generator (cut, fastcut), not to stylegan2")
         if self.size not in {2**i for i in range(3, 11)}:
             raise ZeroconError(
                 f"the stylegan2 networks need --size to be a power of two of 8..1024 (got {self.size})"

@@ -33,6 +33,7 @@ from PIL import Image
 from zerocon.cut.config import preset
 from zerocon.cut.data import UnpairedDataset
 from zerocon.cut.model import CUTModel
+from zerocon.cut.networks import GENERATOR_NORMS
 from zerocon.cut.translate import CUTTranslator
 from zerocon.errors import ZeroconError
 from zerocon.images import find_images, load_image, pil_to_tensor, side_by_side, tensor_to_pil
@@ -262,7 +263,7 @@ def main() -> int:
     parser.add_argument("--ngf", type=int, default=64)
     parser.add_argument("--ndf", type=int, default=64)
     parser.add_argument("--n-blocks", type=int, default=9)
-    parser.add_argument("--norm-g", default="instance", choices=["instance", "none"])
+    parser.add_argument("--norm-g", default="instance", choices=GENERATOR_NORMS)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--sample-every", type=int, default=100)

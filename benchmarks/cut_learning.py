@@ -30,10 +30,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from zerocon.cut.config import preset
+from zerocon.cut.config import GENERATOR_NORMS, preset
 from zerocon.cut.data import UnpairedDataset
 from zerocon.cut.model import CUTModel
-from zerocon.cut.networks import GENERATOR_NORMS
 from zerocon.cut.translate import CUTTranslator
 from zerocon.errors import ZeroconError
 from zerocon.images import find_images, load_image, pil_to_tensor, side_by_side, tensor_to_pil

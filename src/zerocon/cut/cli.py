@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from zerocon.cut.config import GENERATOR_NORMS
 from zerocon.errors import ZeroconError
 
 DEFAULT_STEPS = 1000
@@ -54,7 +55,7 @@ def register(subparsers: Any, name: str = "cut") -> None:
     train.add_argument("--n-blocks", type=int, help="generator residual blocks (cut/fastcut 9, sincut 6)")
     train.add_argument(
         "--norm-g",
-        choices=["instance", "none"],
+        choices=GENERATOR_NORMS,
         help="generator normalisation of cut/fastcut (default instance; none passes flat colours through)",
     )
     train.add_argument("--sample-every", type=int, default=500, help="sample grid + loss plot every K steps")

@@ -9,8 +9,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from zerocon.cut.networks import GENERATOR_NORMS
 from zerocon.errors import ZeroconError
+
+GENERATOR_NORMS = ("instance", "none")
+"""Normalisations of the ``resnet`` generator (``CUTConfig.norm_g``)."""
 
 
 @dataclass(frozen=True)

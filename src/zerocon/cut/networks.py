@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zerocon.cut.config import GENERATOR_NORMS
+
 DEFAULT_NCE_LAYERS = (0, 4, 8, 12, 16)
 
 
@@ -82,9 +84,6 @@ class BlurUpsample(nn.Module):
         if self.filter_size % 2 == 0:
             out = out[:, :, :-1, :-1]
         return out
-
-
-GENERATOR_NORMS = ("instance", "none")
 
 
 def norm_layer(kind: str, channels: int) -> nn.Module:

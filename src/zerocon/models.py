@@ -20,7 +20,7 @@ SHAPES_DIR = ASSETS / "shapes"
 BUNDLED = {"shapes": SHAPES_DIR / "pipeline", "shapes-clip": SHAPES_DIR / "clip"}
 
 
-def resolve_model(name_or_path: str | os.PathLike) -> str:
+def resolve_model(name_or_path: str | os.PathLike, option: str = "--model") -> str:
     """Return a local folder or hub id for ``from_pretrained``; bundled names map to their folder.
 
     A local folder is returned as is. Anything else is treated as a hub id and must be in the local Hugging
@@ -37,18 +37,27 @@ def resolve_model(name_or_path: str | os.PathLike) -> str:
     if Path(text).expanduser().exists():
         folder = Path(text).expanduser()
         if not folder.is_dir():
-            raise ZeroconError(f"--model {text}: expected a folder made by save_pretrained, got a file")
+            raise ZeroconError(f"{option} {text}: expected a folder made by save_pretrained, got a file")
         return str(folder)
     return text
 
 
-def missing_weights_error(name: str, exc: BaseException | None = None) -> ZeroconError:
-    """The error for weights that are neither a local folder nor reachable on the hub / in the cache."""
+def missing_weights_error(
+    name: str, exc: BaseException | None = None, option: str = "--model"
+) -> ZeroconError:
+    """The error for weights that are neither a local folder nor reachable on the hub / in the cache;
+    ``option`` is the command-line option that named them (``--model`` or ``--captioner``)."""
     reason = f" ({str(exc).strip().splitlines()[0]})" if exc is not None and str(exc).strip() else ""
+    what = "captioner" if option == "--captioner" else "model"
+    way_out = (
+        "--captioner none with --caption TEXT or --source WORD to edit without one"
+        if option == "--captioner"
+        else "--model shapes for the bundled offline model"
+    )
     return ZeroconError(
-        f"cannot load model '{name}': not a local folder and not in the Hugging Face cache, and the hub is "
-        f"unreachable{reason}. Download it where you have a network (e.g. 'huggingface-cli download {name} "
-        f"--local-dir DIR') and pass --model DIR, or use --model shapes for the bundled offline model"
+        f"cannot load {what} '{name}' ({option}): not a local folder and not in the Hugging Face cache, and the "
+        f"hub is unreachable{reason}. Download it where you have a network (e.g. 'huggingface-cli download "
+        f"{name} --local-dir DIR') and pass {option} DIR, or use {way_out}"
     )
 
 

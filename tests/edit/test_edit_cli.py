@@ -63,12 +63,23 @@ def test_edit_writes_everything_and_reuses_the_inversion(tiny_blip_dir, photos, 
     assert Image.open(out / "wide" / "edit.png").size == (32, 20)
     assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 2
     first = np.asarray(Image.open(out / "wide" / "edit.png"))
-    # second run: inversions come from the cache and the result is identical
+    assert record["scheduler"]["class"] == "DDIMScheduler" and record["device"] == "cpu"
+    assert record["dtype"] == "float32" and record["captioner"].endswith("caption_generator")
+    # the same command again: the finished outputs are kept as they are
+    stamp = (out / "wide" / "record.json").stat().st_mtime_ns
     assert main(argv) == 0
-    record = json.loads((out / "wide" / "record.json").read_text())
+    assert (out / "wide" / "record.json").stat().st_mtime_ns == stamp
+    assert "2 input(s) already done" in capsys.readouterr().err
+    # into another folder: inversions come from the cache and the result is identical
+    argv[argv.index("--out") + 1] = str(tmp_path / "again")
+    assert main(argv) == 0
+    record = json.loads((tmp_path / "again" / "wide" / "record.json").read_text())
     assert record["inversion_cache_hit"] is True
-    assert np.array_equal(first, np.asarray(Image.open(out / "wide" / "edit.png")))
+    assert np.array_equal(first, np.asarray(Image.open(tmp_path / "again" / "wide" / "edit.png")))
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    # another setting is another request: the folder is made again
+    assert main([*argv[:-9], *_common(tiny_blip_dir, tmp_path), "--seed", "1"]) == 0
+    assert (out / "wide" / "record.json").stat().st_mtime_ns != stamp
 
 
 def test_bad_inputs_are_listed_good_ones_processed(tiny_blip_dir, photos, tmp_path, capsys):

@@ -49,19 +49,25 @@ def test_swap_words_whole_words_only():
 
 def test_automatic_sentences():
     caption = "a photography of a cat on the grass"
-    src, tgt, kind = automatic_sentences(caption, parse_target("cat->dog"), use_templates=False)
-    assert src == [caption] and tgt == ["a photography of a dog on the grass"] and kind == "word_swap"
-    src, tgt, kind = automatic_sentences(caption, parse_target("cat->dog"), use_templates=True)
-    assert len(src) == len(tgt) == 1 + len(TEMPLATES) and "templates" in kind
-    # the word is absent from the caption: template banks are used even when not asked for
-    src, tgt, _ = automatic_sentences(
-        "a photography of a kitten", parse_target("cat->dog"), use_templates=False
-    )
-    assert src == template_sentences("cat") and tgt == template_sentences("dog")
-    src, tgt, kind = automatic_sentences(caption, parse_target("a watercolor of a cat"), use_templates=True)
-    assert (src, tgt, kind) == ([caption], ["a watercolor of a cat"], "sentence")
+    plan = automatic_sentences(caption, parse_target("cat->dog"), use_templates=False)
+    assert plan.source == [caption] and plan.target == ["a photography of a dog on the grass"]
+    assert plan.kind == "word_swap"
+    plan = automatic_sentences(caption, parse_target("cat->dog"), use_templates=True)
+    assert len(plan.source) == len(plan.target) == 1 + len(TEMPLATES) and plan.kind == "word_swap+templates"
+    plan = automatic_sentences(caption, parse_target("a watercolor of a cat"), use_templates=True)
+    assert (plan.source, plan.target, plan.kind) == ([caption], ["a watercolor of a cat"], "sentence")
     with pytest.raises(ZeroconError, match="identical"):
         automatic_sentences(caption, parse_target(caption), True)
+
+
+def test_word_missing_from_caption_never_switches_silently():
+    # BLIP says "kitten" for "cat->dog": with templates allowed the direction is templates only, and says why
+    plan = automatic_sentences("a photography of a kitten", parse_target("cat->dog"), use_templates=True)
+    assert plan.source == template_sentences("cat") and plan.target == template_sentences("dog")
+    assert plan.kind == "templates" and "'cat' is not in the caption 'a photography of a kitten'" in plan.reason
+    # without templates the request is refused, naming the way out, instead of using templates anyway
+    with pytest.raises(ZeroconError, match="not in the caption.*--no-templates"):
+        automatic_sentences("a photography of a kitten", parse_target("cat->dog"), use_templates=False)
 
 
 def test_direction_from_files_matches_mean_embedding_difference(tiny_pipe, tmp_path):

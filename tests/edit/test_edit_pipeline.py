@@ -212,11 +212,14 @@ def test_bad_images_and_missing_captioner(tiny_pipe, tmp_path):
         tiny_pipe.edit(_photo(16, 16), target="cat->dog", caption="a cat")
     with pytest.raises(ZeroconError, match="no captioner"):
         tiny_pipe.edit(_photo(), target="a photo of a dog")
+    # no silent template caption: without a captioner the template needs asking for
+    with pytest.raises(ZeroconError, match="no captioner.*--captioner none with a --source word"):
+        tiny_pipe.edit(_photo(), target="cat->dog", config=EditConfig(num_inference_steps=1))
     gray = _photo().convert("L")
-    result = tiny_pipe.edit(
-        gray, target="cat->dog", config=EditConfig(num_inference_steps=1, method="word_swap")
-    )
+    config = EditConfig(num_inference_steps=1, method="word_swap", template_caption=True)
+    result = tiny_pipe.edit(gray, target="cat->dog", config=config)
     assert result.caption == "a photo of a cat" and result.edit.mode == "RGB"
+    assert result.caption_source == "template"
 
 
 def test_non_finite_latent_names_the_step(tiny_pipe):

@@ -89,7 +89,8 @@ class AttentionBook:
             self.last_cross_layer = name  # after a full pass: the last cross-attention layer in forward order
         elif self.mode == "compare":
             reference = self.reference_maps[name]
-            self.xa_loss = self.xa_loss + ((probs - reference) ** 2).sum((1, 2)).mean(0)
+            # in float32 whatever the UNet's dtype (the guidance gradient is small next to half precision's step)
+            self.xa_loss = self.xa_loss + ((probs.float() - reference.float()) ** 2).sum((1, 2)).mean(0)
             if self.stop_early and name == self.last_cross_layer:
                 raise StopForward
 

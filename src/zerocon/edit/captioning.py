@@ -11,6 +11,28 @@ from typing import Any
 
 import torch
 
+DEFAULT_CAPTIONER = "Salesforce/blip-image-captioning-base"
+"""The captioner of diffusers' pix2pix-zero recipe, used when the diffusion model brings none (Stable
+Diffusion repos hold no captioner)."""
+
+
+def load_captioner(name_or_path: str, dtype: torch.dtype | None = None) -> tuple[Any, Any]:
+    """A ``BlipForConditionalGeneration`` and its ``BlipProcessor`` from a hub id (in the local cache when
+    offline) or a folder, in ``dtype``. One that cannot be found is a one-line
+    :class:`~zerocon.errors.ZeroconError` naming ``--captioner`` and the way out."""
+    from transformers import BlipForConditionalGeneration, BlipProcessor
+
+    from zerocon.models import missing_weights_error, resolve_model
+
+    location = resolve_model(name_or_path, option="--captioner")
+    try:
+        processor = BlipProcessor.from_pretrained(location)
+        model = BlipForConditionalGeneration.from_pretrained(location, dtype=dtype)
+    except (OSError, ValueError) as exc:
+        raise missing_weights_error(name_or_path, exc, option="--captioner") from exc
+    model.requires_grad_(False)
+    return model.eval(), processor
+
 
 @torch.no_grad()
 def blip_caption(

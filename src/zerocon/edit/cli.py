@@ -9,7 +9,13 @@ into place, so an interrupted or failed input leaves nothing half-written. ``zer
 
 Inversions are cached (safetensors) under ``--cache-dir`` keyed by the image bytes, the model and every
 setting the inversion depends on, so editing the same photo again skips the inversion. With several inputs,
-good ones are processed and bad ones are listed at the end; the exit status is non-zero if any failed.
+good ones are processed and bad ones are listed at the end; the exit status is non-zero if any failed. An
+output folder whose record shows the same request is kept, so running a command again after an interruption
+only does what is left.
+
+Under ``accelerate launch -m zerocon.cli edit DIR ...`` the inputs are shared out by process rank (each
+process on its own GPU); the main process prints one summary of every process's failures and every process
+exits with the same status.
 """
 
 from __future__ import annotations
@@ -24,18 +30,25 @@ import time
 from pathlib import Path
 from typing import Any
 
+from zerocon.edit.captioning import DEFAULT_CAPTIONER
 from zerocon.errors import ZeroconError
 from zerocon.io import staged_folder
 
 DEFAULT_MODEL = os.environ.get("ZEROCON_MODEL", "shapes")
+"""The model of ``--model``'s default: the bundled 64-px ShapesWorld toy (offline), unless ``ZEROCON_MODEL``
+names another."""
 DEFAULT_CACHE = Path(os.environ.get("ZEROCON_CACHE", Path.home() / ".cache" / "zerocon" / "inversions"))
 
 
 def register(subparsers: Any, name: str) -> None:
     """Add the ``edit`` or ``invert`` sub-command."""
+    from zerocon.cli import HelpFormatter
+    from zerocon.devices import DEVICES, DTYPES
+
     if name == "edit":
         parser = subparsers.add_parser(
             "edit",
+            formatter_class=HelpFormatter,
             help="edit photos zero-shot (pix2pix-zero / pix2pix-zeroCon)",
             description="Edit photos with a pretrained text-to-image diffusion model, no training: caption -> "
             "regularised DDIM inversion -> reference pass -> guided edit.",
@@ -47,19 +60,22 @@ def register(subparsers: Any, name: str) -> None:
             help="'cat->dog' (word swap on the caption), a target word with --source, or a full sentence",
         )
         parser.add_argument("--source", default=None, help="source word or sentence (optional)")
-        parser.add_argument(
-            "--method", default="zerocon", help="zerocon (default), pix2pix_zero or word_swap"
-        )
+        parser.add_argument("--method", default="zerocon", help="zerocon, pix2pix_zero or word_swap")
         parser.add_argument("--source-sentences", type=Path, default=None, help="file, one sentence a line")
         parser.add_argument("--target-sentences", type=Path, default=None, help="file, one sentence a line")
         parser.add_argument("--direction", type=Path, default=None, help="a saved direction (.safetensors)")
         parser.add_argument("--save-direction", type=Path, default=None, help="save the direction used here")
-        parser.add_argument("--no-templates", action="store_true", help="no template sentence banks")
+        parser.add_argument(
+            "--no-templates",
+            action="store_true",
+            help="no template sentence banks (a word swap whose source word is not in the caption is then "
+            "refused); default: the model's edit_defaults, templates for Stable Diffusion",
+        )
         parser.add_argument(
             "--guidance-scale",
             type=float,
             default=None,
-            help="CFG with the caption as negative (default: the model's edit_defaults; 5 for SD)",
+            help="CFG with the caption as negative (default: the model's edit_defaults, 5 for SD)",
         )
         parser.add_argument(
             "--xa-guidance", type=float, default=0.1, help="cross-attention guidance step (0.01 for SD 2.x)"
@@ -68,36 +84,62 @@ def register(subparsers: Any, name: str) -> None:
             "--nce-weight",
             type=float,
             default=None,
-            help="PatchNCE weight of zerocon (default: the model's edit_defaults, else 1)",
+            help="PatchNCE weight of zerocon (default: the model's edit_defaults, 1 for SD)",
         )
         parser.add_argument("--nce-patches", type=int, default=256, help="PatchNCE patches per layer")
         parser.add_argument("--nce-t-range", type=int, nargs=2, default=(0, 1000), metavar=("TMIN", "TMAX"))
     elif name == "invert":
         parser = subparsers.add_parser(
             "invert",
+            formatter_class=HelpFormatter,
             help="regularised DDIM inversion of photos (cached for later edits)",
             description="Caption and invert photos with pix2pix-zero's regularised DDIM inversion.",
         )
         parser.add_argument("inputs", nargs="+", metavar="IMAGE|DIR", help="photos or folders of photos")
-        parser.add_argument("--source", default=None, help="describes the input when the model has no BLIP")
+        parser.add_argument(
+            "--source",
+            default=None,
+            help="with --captioner none: the input's caption is 'a photo of a SOURCE'",
+        )
         parser.add_argument("--reconstruct", action="store_true", help="also write reconstruction.png")
         parser.add_argument(
             "--guidance-scale",
             type=float,
             default=None,
-            help="CFG of the reconstruction (default: the model's)",
+            help="CFG of the reconstruction (default: the model's edit_defaults, 5 for SD)",
         )
     else:
         raise ValueError(f"zerocon.edit.cli registers 'edit' and 'invert', not {name!r}")
-    parser.add_argument("--caption", default=None, help="use this caption instead of BLIP's")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help="hub id, local folder, or 'shapes' (bundled)")
+    parser.add_argument("--caption", default=None, help="use this caption instead of the captioner's")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help=f"hub id (e.g. runwayml/stable-diffusion-v1-5), local folder, or 'shapes' (default: {DEFAULT_MODEL}; "
+        "'shapes' is the bundled 64-px ShapesWorld toy model, offline)",
+    )
+    parser.add_argument(
+        "--captioner",
+        default="auto",
+        help="BLIP hub id or folder, or 'none'; auto: the model's own, else "
+        f"{DEFAULT_CAPTIONER} (diffusers' pix2pix-zero recipe)",
+    )
     parser.add_argument("--steps", type=int, default=50, help="DDIM steps (inversion and edit)")
     parser.add_argument("--seed", type=int, default=0, help="seed; the same seed gives the same image")
     parser.add_argument("--out", type=Path, default=Path("zerocon-out"), help="output folder")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="inversion cache folder")
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the inversion cache")
     parser.add_argument("--allow-zero-roll", action="store_true", help="diffusers' roll offsets (may be 0)")
-    parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, mps)")
+    parser.add_argument(
+        "--device", default="auto", help=f"{', '.join(DEVICES)} or cuda:N; auto: CUDA, then MPS, then CPU"
+    )
+    parser.add_argument(
+        "--dtype", default="auto", choices=DTYPES, help="auto: float16 on CUDA, float32 elsewhere"
+    )
+    parser.add_argument("--vae-slicing", action="store_true", help="decode a batch one image at a time")
+    parser.add_argument("--vae-tiling", action="store_true", help="encode / decode in tiles (large images)")
+    parser.add_argument(
+        "--cpu-offload", action="store_true", help="keep each model on the CPU until it runs (8-12 GB GPUs)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=run_edit if name == "edit" else run_invert)
 
@@ -129,6 +171,7 @@ def _config(args: argparse.Namespace) -> Any:
         patch_nce=nce,
         allow_zero_roll=args.allow_zero_roll,
         use_templates=False if getattr(args, "no_templates", False) else None,  # None: the model's choice
+        template_caption=args.captioner == "none",
         seed=args.seed,
     )
 
@@ -163,18 +206,105 @@ def _collect_inputs(inputs: list[str]) -> tuple[list[Path], list[str]]:
     return found, failures
 
 
-def _load_pipeline(args: argparse.Namespace) -> Any:
+def _notice(message: str) -> None:
+    print(f"zerocon: notice: {message}", file=sys.stderr)
+
+
+def _model_name(args: argparse.Namespace) -> str:
+    """``--model``, or the default (with a one-line notice that the toy model is used, and how not to)."""
+    if args.model is None:
+        args.model = DEFAULT_MODEL
+        if _is_main_process():
+            _notice(
+                f"no --model given: using '{DEFAULT_MODEL}'"
+                + (
+                    ", the bundled 64-px ShapesWorld toy model; for photos give a Stable Diffusion checkpoint, "
+                    "e.g. --model runwayml/stable-diffusion-v1-5"
+                    if DEFAULT_MODEL == "shapes"
+                    else ""
+                )
+            )
+    return args.model
+
+
+def _process_state() -> Any:
+    """Accelerate's view of the launch (one process without ``accelerate launch``)."""
+    from accelerate import PartialState
+
+    return PartialState()
+
+
+def _is_main_process() -> bool:
+    return _process_state().is_main_process
+
+
+def _device(args: argparse.Namespace) -> Any:
+    """``--device``; under a multi-process launch each process takes the GPU of its rank."""
     import torch
 
+    from zerocon.devices import resolve_device
+
+    state = _process_state()
+    if state.num_processes > 1 and args.device in ("auto", "cuda") and state.device.type != "cpu":
+        return torch.device(state.device)
+    return resolve_device(args.device)
+
+
+def _load_pipeline(args: argparse.Namespace) -> Any:
+    """The pipeline on ``--device`` in ``--dtype`` with ``--captioner`` and the memory options."""
+    from zerocon.devices import resolve_dtype
     from zerocon.edit.pipeline import ZeroConPipeline
 
-    pipe = ZeroConPipeline.from_pretrained(args.model)
+    device = _device(args)
+    dtype = resolve_dtype(args.dtype, device)
+    captioner = None if args.captioner == "auto" else args.captioner
+    pipe = ZeroConPipeline.from_pretrained(_model_name(args), captioner=captioner, dtype=dtype)
+    if args.captioner == "auto" and not pipe.has_captioner and args.caption is None:
+        pipe.set_captioner(DEFAULT_CAPTIONER)
     try:
-        pipe.to(torch.device(args.device))
-    except (RuntimeError, AssertionError) as exc:
+        if args.cpu_offload:
+            pipe.enable_model_cpu_offload(device=device)
+        else:
+            pipe.to(device)
+    except (RuntimeError, AssertionError, ValueError) as exc:
         raise ZeroconError(f"--device {args.device} is not usable here ({str(exc).splitlines()[0]})") from exc
+    if args.vae_slicing:
+        pipe.enable_vae_slicing()
+    if args.vae_tiling:
+        pipe.enable_vae_tiling()
     pipe.set_progress_bar_config(disable=args.quiet, leave=False, file=sys.stderr)
     return pipe
+
+
+def _runtime(pipe: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """Where and how an input was processed, for its record."""
+    state = _process_state()
+    return {
+        "device": str(pipe._execution_device),
+        "dtype": str(pipe.unet.dtype).removeprefix("torch."),
+        "captioner": _captioner_name(pipe, args),
+        "cpu_offload": args.cpu_offload,
+        "vae_slicing": args.vae_slicing,
+        "vae_tiling": args.vae_tiling,
+        "process": f"{state.process_index} of {state.num_processes}",
+    }
+
+
+def _request_runtime(runtime: dict[str, Any]) -> dict[str, Any]:
+    """The parts of ``runtime`` an output depends on (not which process or which GPU of several made it)."""
+    return {
+        "device": runtime["device"].split(":")[0],
+        "dtype": runtime["dtype"],
+        "captioner": runtime["captioner"],
+    }
+
+
+def _captioner_name(pipe: Any, args: argparse.Namespace) -> str | None:
+    if not pipe.has_captioner:
+        return None
+    if args.captioner not in ("auto", "none"):
+        return args.captioner
+    return getattr(pipe.caption_generator, "name_or_path", None) or f"{args.model} (its own)"
 
 
 # ---------------------------------------------------------------------- cache
@@ -214,7 +344,12 @@ def _cache_read(cache_dir: Path, key: str) -> Any:
         with safe_open(str(file), framework="pt") as fh:
             latents = fh.get_tensor("latents")
             meta = fh.metadata() or {}
-        return Inversion(latents=latents, caption=meta["caption"], input_size=tuple(json.loads(meta["size"])))
+        return Inversion(
+            latents=latents,
+            caption=meta["caption"],
+            input_size=tuple(json.loads(meta["size"])),
+            caption_source=meta.get("caption_source", "given"),
+        )
     except (SafetensorError, OSError, KeyError, ValueError):
         return None  # a damaged cache entry is recomputed and overwritten
 
@@ -230,6 +365,7 @@ def _write_inversion(path: Path, inversion: Any, settings: dict[str, Any]) -> No
             str(tmp),
             metadata={
                 "caption": inversion.caption,
+                "caption_source": inversion.caption_source,
                 "size": json.dumps(list(inversion.input_size)),
                 "settings": json.dumps(settings, sort_keys=True, default=str),
             },
@@ -240,9 +376,15 @@ def _inversion(
     pipe: Any, args: argparse.Namespace, path: Path, config: Any, model_key: str, source: str | None
 ) -> tuple[Any, bool]:
     """Invert ``path`` (or take it from the cache); returns the inversion and whether it was a cache hit."""
-    if pipe.caption_generator is not None:
+    if pipe.has_captioner:
         source = None  # the caption comes from BLIP; the source word does not change the inversion
-    settings = {**config.inversion_key(), "caption": args.caption, "source_if_no_blip": source}
+    settings = {
+        **config.inversion_key(),
+        "caption": args.caption,
+        "source_if_no_blip": source,
+        "captioner": _captioner_name(pipe, args),
+        "dtype": str(pipe.unet.dtype),
+    }
     key = inversion_cache_key(path.read_bytes(), model_key, settings)
     if not args.no_cache:
         cached = _cache_read(args.cache_dir, key)
@@ -270,26 +412,73 @@ def _unique_names(paths: list[Path]) -> list[str]:
     return names
 
 
+def _request_key(path: Path, request: dict[str, Any]) -> str:
+    """What an output folder was made from: the input's bytes and every setting of the request."""
+    digest = hashlib.sha256(hashlib.sha256(path.read_bytes()).digest())
+    digest.update(json.dumps(request, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def _finished(folder: Path, key: str) -> bool:
+    try:
+        return json.loads((folder / "record.json").read_text()).get("request_key") == key
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def _process_all(
-    args: argparse.Namespace, paths: list[Path], failures: list[str], work: Any, verb: str
+    args: argparse.Namespace, paths: list[Path], failures: list[str], start: Any, verb: str
 ) -> int:
-    """Run ``work(path, staging_folder) -> dict`` for each input; publish good results; summarise."""
-    args.out.mkdir(parents=True, exist_ok=True)
-    done = 0
-    for path, name in zip(paths, _unique_names(paths)):
-        try:
-            with staged_folder(args.out / name) as staging:
-                work(path, staging)
-            done += 1
-            print(f"{path} -> {args.out / name}", file=sys.stderr)
-        except ZeroconError as exc:
-            failures.append(str(exc))
-    if failures:
-        print(f"zerocon: {verb} {done} of {done + len(failures)} inputs; failed:", file=sys.stderr)
-        for message in failures:
-            print(f"  {message}", file=sys.stderr)
-        return 2
-    return 0
+    """Process this process's share of ``paths`` and summarise every process's results on the main one.
+
+    ``start()`` loads what the work needs (only in a process that has inputs left) and returns
+    ``(work, request)``: ``request(path)`` is the dict of everything the output depends on, and
+    ``work(path, staging) -> record`` fills a staging folder whose ``record.json`` this function writes. A
+    folder whose record holds the same request key is skipped (a re-run after an interruption).
+    """
+    from accelerate.utils import gather_object
+
+    from zerocon.io import write_json
+
+    state = _process_state()
+    names = _unique_names(paths)
+    with state.split_between_processes(list(zip(paths, names))) as shard:
+        shard = list(shard)
+    own_failures: list[str] = []
+    good = set(_check_images([path for path, _ in shard], own_failures))
+    shard = [(path, name) for path, name in shard if path in good]
+    done = skipped = 0
+    if shard:
+        work, request = start()
+        args.out.mkdir(parents=True, exist_ok=True)
+        for path, name in shard:
+            folder = args.out / name
+            try:
+                key = _request_key(path, request(path))
+                if _finished(folder, key):
+                    skipped += 1
+                    print(f"{path} -> {folder} (already done)", file=sys.stderr)
+                    continue
+                with staged_folder(folder) as staging:
+                    record = work(path, staging)
+                    write_json(staging / "record.json", {**record, "request_key": key})
+                done += 1
+                print(f"{path} -> {folder}", file=sys.stderr)
+            except ZeroconError as exc:
+                own_failures.append(str(exc))
+    results = gather_object([(done, skipped, own_failures)])
+    done = sum(r[0] for r in results)
+    skipped = sum(r[1] for r in results)
+    every_failure = failures + [message for r in results for message in r[2]]
+    if state.is_main_process:
+        if skipped:
+            print(f"zerocon: {skipped} input(s) already done with these settings, kept", file=sys.stderr)
+        if every_failure:
+            total = done + skipped + len(every_failure)
+            print(f"zerocon: {verb} {done + skipped} of {total} inputs; failed:", file=sys.stderr)
+            for message in every_failure:
+                print(f"  {message}", file=sys.stderr)
+    return 2 if every_failure else 0
 
 
 def _check_images(paths: list[Path], failures: list[str]) -> list[Path]:
@@ -322,22 +511,43 @@ def _versions() -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------- commands
-def run_edit(args: argparse.Namespace) -> int:
-    from zerocon.edit.directions import EditDirection, direction_from_files, parse_target
-    from zerocon.images import load_image, side_by_side
-    from zerocon.io import save_image_atomic, write_json
-
-    config = _config(args)
-    _validate_edit_request(args)
+def _inputs_or_errors(args: argparse.Namespace) -> tuple[list[Path], list[str]] | None:
     paths, failures = _collect_inputs(args.inputs)
-    paths = _check_images(paths, failures)
-    if not paths:
+    if paths:
+        return paths, failures
+    if _is_main_process():
         for message in failures:
             print(f"zerocon: error: {message}", file=sys.stderr)
+    return None
+
+
+def _notices(path: Path, inversion: Any, direction: Any = None) -> None:
+    """One line for each choice the user did not spell out: a template caption, a template-only direction."""
+    if inversion.caption_source == "template":
+        _notice(f"{path}: no captioner (--captioner none), captioned '{inversion.caption}'")
+    if direction is not None and direction.kind == "templates":
+        _notice(f"{path}: {direction.reason}")
+
+
+def run_edit(args: argparse.Namespace) -> int:
+    config = _config(args)
+    _validate_edit_request(args)
+    found = _inputs_or_errors(args)
+    if found is None:
         return 2
+    paths, failures = found
+    return _process_all(args, paths, failures, lambda: _edit_job(args, config), "edited")
+
+
+def _edit_job(args: argparse.Namespace, config: Any) -> tuple[Any, Any]:
+    from zerocon.edit.directions import EditDirection, direction_from_files, parse_target
+    from zerocon.images import load_image, side_by_side
+    from zerocon.io import save_image_atomic
+
     pipe = _load_pipeline(args)
     config = config.for_model(pipe.config)  # the record states every setting used
     model_key = _model_key(args)
+    runtime = _runtime(pipe, args)
     direction = None
     if args.direction is not None:
         direction = EditDirection.load(args.direction)
@@ -346,7 +556,19 @@ def run_edit(args: argparse.Namespace) -> int:
     request = parse_target(args.target, args.source) if args.target else None
     source = request.source if request else None
 
-    def work(path: Path, staging: Path) -> None:
+    def describe_request(path: Path) -> dict[str, Any]:
+        return {
+            "command": "edit",
+            "model": model_key,
+            "settings": dataclasses.asdict(config),
+            "target": args.target,
+            "source": args.source,
+            "caption": args.caption,
+            "direction": direction.describe() if direction is not None else None,
+            "runtime": _request_runtime(runtime),
+        }
+
+    def work(path: Path, staging: Path) -> dict[str, Any]:
         start = time.perf_counter()
         inversion, hit = _inversion(pipe, args, path, config, model_key, source)
         result = pipe.edit(
@@ -357,6 +579,7 @@ def run_edit(args: argparse.Namespace) -> int:
             config=config,
             inversion=inversion,
         )
+        _notices(path, inversion, result.direction)
         if args.save_direction is not None:
             result.direction.save(args.save_direction)
         original = load_image(path)
@@ -367,50 +590,69 @@ def run_edit(args: argparse.Namespace) -> int:
         )
         save_image_atomic(comparison, staging / "comparison.png")
         timings = {**result.timings, "total": time.perf_counter() - start}
-        write_json(
-            staging / "record.json",
-            {
-                "input": str(path),
-                "model": args.model,
-                "method": config.method,
-                "target": args.target,
-                "source": args.source,
-                "caption": result.caption,
-                "edited_caption": result.edited_caption,
-                "direction": result.direction.describe(),
-                "seed": config.seed,
-                "settings": dataclasses.asdict(config),
-                "inversion_cache_hit": hit,
-                "input_size": list(original.size),
-                "output_size": list(result.edit.size),
-                "timings_seconds": timings,
-                "files": ["edit.png", "reconstruction.png", "comparison.png"],
-                "versions": _versions(),
-            },
-        )
+        return {
+            "input": str(path),
+            "model": args.model,
+            "method": config.method,
+            "target": args.target,
+            "source": args.source,
+            "caption": result.caption,
+            "caption_source": result.caption_source,
+            "edited_caption": result.edited_caption,
+            "direction": result.direction.describe(),
+            "scheduler": result.scheduler,
+            **runtime,
+            "seed": config.seed,
+            "settings": dataclasses.asdict(config),
+            "inversion_cache_hit": hit,
+            "input_size": list(original.size),
+            "output_size": list(result.edit.size),
+            "timings_seconds": timings,
+            "files": ["edit.png", "reconstruction.png", "comparison.png"],
+            "versions": _versions(),
+        }
 
-    return _process_all(args, paths, failures, work, "edited")
+    return work, describe_request
 
 
 def run_invert(args: argparse.Namespace) -> int:
+    config = _config(args)
+    found = _inputs_or_errors(args)
+    if found is None:
+        return 2
+    paths, failures = found
+    return _process_all(args, paths, failures, lambda: _invert_job(args, config), "inverted")
+
+
+def _invert_job(args: argparse.Namespace, config: Any) -> tuple[Any, Any]:
     import torch
 
-    from zerocon.io import save_image_atomic, write_json
+    from zerocon.edit.pipeline import _output_size
+    from zerocon.edit.schedulers import describe_scheduler
+    from zerocon.io import save_image_atomic
 
-    config = _config(args)
-    paths, failures = _collect_inputs(args.inputs)
-    paths = _check_images(paths, failures)
-    if not paths:
-        for message in failures:
-            print(f"zerocon: error: {message}", file=sys.stderr)
-        return 2
     pipe = _load_pipeline(args)
     config = config.for_model(pipe.config)
     model_key = _model_key(args)
+    runtime = _runtime(pipe, args)
+    scheduler, inverse_scheduler = pipe.recipe_schedulers()
 
-    def work(path: Path, staging: Path) -> None:
+    def describe_request(path: Path) -> dict[str, Any]:
+        return {
+            "command": "invert",
+            "model": model_key,
+            "settings": config.inversion_key(),
+            "caption": args.caption,
+            "source": args.source,
+            "reconstruct": args.reconstruct,
+            "guidance_scale": config.guidance_scale,
+            "runtime": _request_runtime(runtime),
+        }
+
+    def work(path: Path, staging: Path) -> dict[str, Any]:
         start = time.perf_counter()
         inversion, hit = _inversion(pipe, args, path, config, model_key, args.source)
+        _notices(path, inversion)
         _write_inversion(staging / "inversion.safetensors", inversion, config.inversion_key())
         files = ["inversion.safetensors"]
         if args.reconstruct:
@@ -426,26 +668,25 @@ def run_invert(args: argparse.Namespace) -> int:
                 latents=inversion.latents.to(pipe._execution_device),
                 generator=torch.Generator().manual_seed(config.seed + 1),
                 method="word_swap",
+                scheduler=scheduler,
             ).images[0]
-            from zerocon.edit.pipeline import _output_size
-
             image = image.resize(_output_size(inversion.input_size, pipe.model_size))
             save_image_atomic(image, staging / "reconstruction.png")
             files.append("reconstruction.png")
-        write_json(
-            staging / "record.json",
-            {
-                "input": str(path),
-                "model": args.model,
-                "caption": inversion.caption,
-                "seed": config.seed,
-                "settings": config.inversion_key(),
-                "inversion_cache_hit": hit,
-                "latent_shape": list(inversion.latents.shape),
-                "timings_seconds": {**inversion.timings, "total": time.perf_counter() - start},
-                "files": files,
-                "versions": _versions(),
-            },
-        )
+        return {
+            "input": str(path),
+            "model": args.model,
+            "caption": inversion.caption,
+            "caption_source": inversion.caption_source,
+            "scheduler": describe_scheduler(inverse_scheduler, pipe.scheduler),
+            **runtime,
+            "seed": config.seed,
+            "settings": config.inversion_key(),
+            "inversion_cache_hit": hit,
+            "latent_shape": list(inversion.latents.shape),
+            "timings_seconds": {**inversion.timings, "total": time.perf_counter() - start},
+            "files": files,
+            "versions": _versions(),
+        }
 
-    return _process_all(args, paths, failures, work, "inverted")
+    return work, describe_request

@@ -160,6 +160,8 @@ class EditDirection:
     source_sentences: list[str] = field(default_factory=list)
     target_sentences: list[str] = field(default_factory=list)
     kind: str = "sentences"
+    reason: str = ""
+    """Where the sentences came from and why (see :class:`SentencePlan`)."""
 
     @property
     def delta(self) -> torch.Tensor:
@@ -169,6 +171,7 @@ class EditDirection:
     def describe(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
+            "reason": self.reason,
             "source_sentences": self.source_sentences[:5]
             + (["..."] if len(self.source_sentences) > 5 else []),
             "target_sentences": self.target_sentences[:5]
@@ -182,6 +185,7 @@ class EditDirection:
         """Write a safetensors file (tensors + sentences in its metadata), atomically."""
         meta = {
             "kind": self.kind,
+            "reason": self.reason,
             "source_sentences": json.dumps(self.source_sentences),
             "target_sentences": json.dumps(self.target_sentences),
         }
@@ -216,11 +220,12 @@ class EditDirection:
             source_sentences=json.loads(meta.get("source_sentences", "[]")),
             target_sentences=json.loads(meta.get("target_sentences", "[]")),
             kind=meta.get("kind", "sentences"),
+            reason=meta.get("reason", ""),
         )
 
 
 def direction_from_sentences(
-    pipe: Any, source: Sequence[str], target: Sequence[str], kind: str = "sentences"
+    pipe: Any, source: Sequence[str], target: Sequence[str], kind: str = "sentences", reason: str = ""
 ) -> EditDirection:
     """Direction from two sentence banks, embedded with ``pipe``'s tokenizer and text encoder."""
     return EditDirection(
@@ -229,6 +234,7 @@ def direction_from_sentences(
         source_sentences=list(source),
         target_sentences=list(target),
         kind=kind,
+        reason=reason,
     )
 
 
@@ -236,45 +242,78 @@ def direction_from_files(
     pipe: Any, source_file: str | os.PathLike, target_file: str | os.PathLike
 ) -> EditDirection:
     """pix2pix-zero's directions: two files of sentences, one per line."""
-    return direction_from_sentences(pipe, read_sentences(source_file), read_sentences(target_file), "files")
+    return direction_from_sentences(
+        pipe,
+        read_sentences(source_file),
+        read_sentences(target_file),
+        "files",
+        f"sentence files {Path(source_file).name} and {Path(target_file).name}",
+    )
 
 
-def automatic_sentences(
-    caption: str, request: EditRequest, use_templates: bool = True
-) -> tuple[list[str], list[str], str]:
-    """Source and target sentences for an automatic direction, and its kind.
+@dataclass
+class SentencePlan:
+    """The sentences of an automatic direction, what kind they are and why (for records and notices).
+
+    ``kind`` is ``"word_swap"`` (the caption and its swapped copy), ``"word_swap+templates"`` (plus template
+    banks of the two words), ``"templates"`` (template banks only: the source word is not in the caption) or
+    ``"sentence"`` (the caption or source sentence and the target sentence); ``reason`` says why, in a line.
+    """
+
+    source: list[str]
+    target: list[str]
+    kind: str
+    reason: str
+
+
+def automatic_sentences(caption: str, request: EditRequest, use_templates: bool = True) -> SentencePlan:
+    """Source and target sentences for an automatic direction.
 
     Word swap: the caption and the caption with the word swapped, plus template banks of the two words when
-    ``use_templates`` (or when the source word is not in the caption). Full sentence: the caption (or the
-    given source sentence) and the target sentence.
+    ``use_templates``. When the source word is not in the caption, only template banks can carry the swap:
+    they are used (kind ``"templates"``, with the reason) if ``use_templates``, else the request is refused.
+    Full sentence: the caption (or the given source sentence) and the target sentence.
     """
     caption = caption.strip()
     if request.is_word_swap:
         assert request.source is not None
         swapped = swap_words(caption, request.source, request.target)
-        source, target = [], []
-        if caption and swapped != caption:
-            source.append(caption)
-            target.append(swapped)
-        if use_templates or not source:
-            source += template_sentences(request.source)
-            target += template_sentences(request.target)
-        return source, target, "word_swap+templates" if use_templates or not caption else "word_swap"
+        if not caption or swapped == caption:
+            missing = f"'{request.source}' is not in the caption '{caption}'"
+            if not use_templates:
+                raise ZeroconError(
+                    f"{missing}, so the word swap has no sentence to edit without template banks; drop "
+                    "--no-templates, give a --caption that contains it, or a full target sentence"
+                )
+            return SentencePlan(
+                template_sentences(request.source),
+                template_sentences(request.target),
+                "templates",
+                f"{missing}: the direction uses template sentences only",
+            )
+        if use_templates:
+            return SentencePlan(
+                [caption, *template_sentences(request.source)],
+                [swapped, *template_sentences(request.target)],
+                "word_swap+templates",
+                "the caption with the word swapped, plus template sentences of both words",
+            )
+        return SentencePlan([caption], [swapped], "word_swap", "the caption with the word swapped")
     source_sentence = request.source if request.source else caption
     if not source_sentence:
         raise ZeroconError("a full target sentence needs a caption or --source sentence to edit from")
     if source_sentence.strip().lower() == request.target.strip().lower():
         raise ZeroconError(f"the target '{request.target}' is identical to the source; nothing to edit")
-    return [source_sentence], [request.target], "sentence"
+    origin = "the given source sentence" if request.source else "the caption"
+    return SentencePlan([source_sentence], [request.target], "sentence", f"{origin} and the target sentence")
 
 
 def automatic_direction(
     pipe: Any, caption: str, target: str, source: str | None = None, use_templates: bool = True
 ) -> EditDirection:
     """pix2pix-zeroCon's automatic direction from the caption and the user's target (see module doc)."""
-    request = parse_target(target, source)
-    source_sentences, target_sentences, kind = automatic_sentences(caption, request, use_templates)
-    return direction_from_sentences(pipe, source_sentences, target_sentences, kind)
+    plan = automatic_sentences(caption, parse_target(target, source), use_templates)
+    return direction_from_sentences(pipe, plan.source, plan.target, plan.kind, plan.reason)
 
 
 def edited_caption(caption: str, request: EditRequest) -> str:

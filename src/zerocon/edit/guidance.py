@@ -85,8 +85,8 @@ def patch_nce_guidance_loss(
         key = reference_features[name]
         losses.append(
             patch_nce_feature_loss(
-                tokens_to_map(query, latent_hw),
-                tokens_to_map(key, latent_hw).detach(),
+                tokens_to_map(query.float(), latent_hw),  # the loss in float32 whatever the UNet's dtype
+                tokens_to_map(key.float(), latent_hw).detach(),
                 num_patches=config.num_patches,
                 patch_sizes=config.patch_sizes,
                 temperature=config.temperature,

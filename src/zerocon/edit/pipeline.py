@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import inspect
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -49,6 +50,7 @@ from transformers import BlipForConditionalGeneration, BlipProcessor, CLIPTextMo
 from zerocon.edit.attention import AttentionBook, StopForward, installed_processors
 from zerocon.edit.guidance import PatchNCEGuidance, patch_nce_guidance_loss
 from zerocon.edit.inversion import regularize_noise
+from zerocon.edit.schedulers import ddim_schedulers, describe_scheduler, is_ddim
 from zerocon.errors import ZeroconError
 
 METHODS = ("word_swap", "pix2pix_zero", "zerocon")
@@ -121,6 +123,18 @@ def _check_finite(latents: torch.Tensor, stage: str, index: int, timestep: Any) 
         )
 
 
+def _scheduler_draws_noise(scheduler: Any, eta: float) -> bool:
+    """Whether ``scheduler.step`` consumes the generator (then the two passes cannot be interleaved without
+    changing which random numbers each pass receives)."""
+    params = set(inspect.signature(scheduler.step).parameters)
+    if "generator" not in params:
+        return False
+    name = type(scheduler).__name__
+    if name == "DDIMScheduler":
+        return eta > 0
+    return name not in ("PNDMScheduler", "LMSDiscreteScheduler", "EulerDiscreteScheduler")
+
+
 class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
     """Zero-shot image editing with pix2pix-zero / pix2pix-zeroCon on a Stable Diffusion 1.x/2.x checkpoint.
 
@@ -131,6 +145,8 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
     """
 
     model_cpu_offload_seq = "text_encoder->unet->vae"
+    # BLIP's generate() bypasses the forward hooks of model offload: the captioner stays on the device
+    _exclude_from_cpu_offload = ["caption_generator"]
     _optional_components = ["inverse_scheduler", "caption_generator", "caption_processor"]
 
     def __init__(
@@ -180,12 +196,29 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: Any, **kwargs: Any) -> ZeroConPipeline:
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: Any, captioner: str | None = None, **kwargs: Any
+    ) -> ZeroConPipeline:
         """``DiffusionPipeline.from_pretrained`` for a hub id, a local folder or ``"shapes"`` (the bundled
         ShapesWorld model). A model that cannot be found raises :class:`ZeroconError` at once (never random
-        weights)."""
+        weights).
+
+        ``captioner`` is a shortcut for diffusers' ``caption_generator=`` / ``caption_processor=``: a BLIP hub
+        id or folder loaded in the same ``dtype`` (diffusers' ``torch_dtype`` is accepted too) instead of the model's own captioner (e.g.
+        :data:`~zerocon.edit.captioning.DEFAULT_CAPTIONER` for Stable Diffusion, whose repos hold none), or
+        ``"none"`` for no captioner; ``None`` keeps the model's own, if it has one.
+        """
         from zerocon.models import missing_weights_error, resolve_model
 
+        if captioner is not None:
+            if captioner == "none":
+                kwargs.update(caption_generator=None, caption_processor=None)
+            else:
+                from zerocon.edit.captioning import load_captioner
+
+                dtype = kwargs.get("dtype", kwargs.get("torch_dtype"))
+                model, processor = load_captioner(captioner, dtype)
+                kwargs.update(caption_generator=model, caption_processor=processor)
         name = str(pretrained_model_name_or_path)
         location = resolve_model(name)
         try:
@@ -198,6 +231,18 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
             if type(exc).__module__.startswith(("huggingface_hub", "requests", "urllib3", "httpx")):
                 raise missing_weights_error(name, exc) from exc
             raise
+
+    def set_captioner(self, captioner: str) -> None:
+        """Caption with the BLIP at ``captioner`` (hub id or folder), on this pipeline's device and in its
+        UNet's dtype (what ``from_pretrained(..., captioner=...)`` does at load time)."""
+        from zerocon.edit.captioning import load_captioner
+
+        model, processor = load_captioner(captioner, self.unet.dtype)
+        self.register_modules(caption_generator=model.to(self._execution_device), caption_processor=processor)
+
+    @property
+    def has_captioner(self) -> bool:
+        return self.caption_generator is not None and self.caption_processor is not None
 
     # ------------------------------------------------------------------ helpers shared with diffusers
     def encode_prompt(self, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -215,18 +260,35 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
         """Side in pixels of the square images the UNet was trained on (``sample_size * vae scale``)."""
         return int(self.unet.config.sample_size) * self.vae_scale_factor
 
-    def get_epsilon(self, model_output: torch.Tensor, sample: torch.Tensor, timestep: Any) -> torch.Tensor:
-        """The noise implied by the UNet output for the inverse scheduler's prediction type."""
-        prediction_type = self.inverse_scheduler.config.prediction_type
-        alpha_prod = self.inverse_scheduler.alphas_cumprod[timestep]
-        beta_prod = 1 - alpha_prod
-        if prediction_type == "epsilon":
-            return model_output
-        if prediction_type == "sample":
-            return (sample - alpha_prod**0.5 * model_output) / beta_prod**0.5
-        if prediction_type == "v_prediction":
-            return alpha_prod**0.5 * model_output + beta_prod**0.5 * sample
-        raise ValueError(f"prediction_type {prediction_type!r} must be epsilon, sample or v_prediction")
+    def _unet(
+        self,
+        sample: torch.Tensor,
+        timestep: Any,
+        embeds: torch.Tensor,
+        cross_attention_kwargs: dict[str, Any],
+    ) -> torch.Tensor:
+        """The UNet's output in ``sample``'s dtype (float32): only the network runs in the UNet's dtype, so
+        schedulers, regularisation, guidance losses and latent updates stay float32 in half precision."""
+        dtype = self.unet.dtype
+        out = self.unet(
+            sample.to(dtype),
+            timestep,
+            encoder_hidden_states=embeds.to(dtype),
+            cross_attention_kwargs=cross_attention_kwargs,
+        ).sample
+        return out.to(sample.dtype)
+
+    def _warn_if_not_ddim(self, scheduler: Any, inverse: bool = False) -> None:
+        if is_ddim(scheduler, inverse) or getattr(self, "_warned_not_ddim", False):
+            return
+        self._warned_not_ddim = True
+        warnings.warn(
+            f"{type(scheduler).__name__} is not DDIM{' inversion' if inverse else ''}: pix2pix-zero inverts "
+            "with DDIM and must denoise with DDIM; pipe.edit() does, or pass DDIM schedulers "
+            "(zerocon.edit.schedulers.ddim_schedulers)",
+            UserWarning,
+            stacklevel=3,
+        )
 
     @torch.no_grad()
     def generate_caption(self, images: Any, prefix: str | None = None, max_new_tokens: int = 128) -> str:
@@ -266,7 +328,7 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
     ) -> torch.Tensor:
         """VAE latents of a preprocessed image batch (a 4-channel ``image`` is taken as latents already)."""
         image = image.to(device=device, dtype=dtype)
-        if image.shape[1] == 4:
+        if image.shape[1] == self.vae.config.latent_channels:
             latents = image
         else:
             if isinstance(generator, list):
@@ -288,10 +350,24 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
         return latents
 
     def _decode(self, latents: torch.Tensor, output_type: str) -> Any:
+        """Decode in the VAE's dtype; a half-precision VAE that overflows (non-finite pixels) decodes again in
+        float32, as diffusers' ``upcast_vae`` does for SDXL."""
         if output_type == "latent":
             return latents
-        image = self.vae.decode(latents / self.vae.config.scaling_factor, return_dict=False)[0]
-        return self.image_processor.postprocess(image, output_type=output_type)
+        scaled = latents / self.vae.config.scaling_factor
+        image = self.vae.decode(scaled.to(self.vae.dtype), return_dict=False)[0]
+        if not torch.isfinite(image).all() and self.vae.dtype != torch.float32:
+            dtype = self.vae.dtype
+            self.vae.to(torch.float32)
+            try:
+                image = self.vae.decode(scaled.float(), return_dict=False)[0]
+            finally:
+                self.vae.to(dtype)
+        if not torch.isfinite(image).all():
+            raise ZeroconError(
+                "the VAE decoded NaN/Inf pixels (in float32 too); the latents are out of range"
+            )
+        return self.image_processor.postprocess(image.float(), output_type=output_type)
 
     # ------------------------------------------------------------------ inversion
     @torch.no_grad()
@@ -315,6 +391,7 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
         num_reg_steps: int = 5,
         num_auto_corr_rolls: int = 5,
         allow_zero_roll: bool = False,
+        inverse_scheduler: Any = None,
     ) -> ZeroConInversionOutput | tuple[torch.Tensor, Any]:
         """Regularised DDIM inversion of ``image`` under ``prompt`` (pix2pix-zero).
 
@@ -322,7 +399,10 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
         and defaults (``cross_attention_guidance_amount`` is accepted and unused there too). ``latents``, when
         given without ``image``, are the clean image latents to invert. ``allow_zero_roll`` reproduces
         diffusers' auto-correlation offsets in ``[0, H/2)`` (the parity test uses it); by default the offset is
-        never 0, as in the fixed official code. ``output_type="latent"`` skips decoding.
+        never 0, as in the fixed official code. ``output_type="latent"`` skips decoding. ``inverse_scheduler``
+        replaces the pipeline's for this call (:meth:`edit` passes DDIM inversion built from the checkpoint's
+        schedule); a scheduler that is not DDIM inversion gets a one-time warning. The latents stay in float32
+        whatever the UNet's dtype.
         """
         # 1. Check inputs and define call parameters
         if prompt is None and prompt_embeds is None:
@@ -333,6 +413,8 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
         device = self._execution_device
         do_cfg = guidance_scale > 1.0
         unet_kwargs = dict(cross_attention_kwargs or {})
+        scheduler = inverse_scheduler or self.inverse_scheduler
+        self._warn_if_not_ddim(scheduler, inverse=True)
 
         # 2. Encode the image
         if image is not None:
@@ -340,6 +422,9 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
             latents = self.prepare_image_latents(pixels, batch_size, self.vae.dtype, device, generator)
         else:
             latents = self.prepare_image_latents(latents, batch_size, self.vae.dtype, device, generator)
+        latents = latents.float()
+        if image is not None and not torch.isfinite(latents).all():
+            raise ZeroconError("the VAE encoded the image to NaN/Inf latents; use float32 (--dtype float32)")
 
         # 3. Encode the prompt
         prompt_embeds, negative_embeds = self.encode_prompt(
@@ -349,27 +434,25 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
             prompt_embeds = torch.cat([negative_embeds, prompt_embeds])
 
         # 4. Timesteps of the inverse scheduler
-        self.inverse_scheduler.set_timesteps(num_inference_steps, device=device)
-        timesteps = self.inverse_scheduler.timesteps
+        scheduler.set_timesteps(num_inference_steps, device=device)
+        timesteps = scheduler.timesteps
         reg_generator = generator[0] if isinstance(generator, list) else generator
 
         # 5. Inversion loop with noise regularisation
-        num_warmup_steps = len(timesteps) - num_inference_steps * self.inverse_scheduler.order
+        num_warmup_steps = len(timesteps) - num_inference_steps * scheduler.order
         with self.progress_bar(total=num_inference_steps) as progress_bar:
             for i, t in enumerate(timesteps):
                 model_input = torch.cat([latents] * 2) if do_cfg else latents
-                model_input = self.inverse_scheduler.scale_model_input(model_input, t)
-                noise_pred = self.unet(
-                    model_input, t, encoder_hidden_states=prompt_embeds, cross_attention_kwargs=unet_kwargs
-                ).sample
+                model_input = scheduler.scale_model_input(model_input, t)
+                noise_pred = self._unet(model_input, t, prompt_embeds, unet_kwargs)
                 noise_pred = _combine_cfg(noise_pred, guidance_scale) if do_cfg else noise_pred
                 sample = model_input.chunk(2)[0] if do_cfg else model_input
                 if num_reg_steps > 0:
                     noise_pred = regularize_noise(
                         noise_pred,
                         sample,
-                        self.inverse_scheduler.config.prediction_type,
-                        self.inverse_scheduler.alphas_cumprod[t],
+                        scheduler.config.prediction_type,
+                        scheduler.alphas_cumprod[t],
                         generator=reg_generator,
                         lambda_auto_corr=lambda_auto_corr,
                         lambda_kl=lambda_kl,
@@ -377,9 +460,9 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
                         num_auto_corr_rolls=num_auto_corr_rolls,
                         allow_zero_roll=allow_zero_roll,
                     )
-                latents = self.inverse_scheduler.step(noise_pred, t, latents).prev_sample
+                latents = scheduler.step(noise_pred, t, latents).prev_sample
                 _check_finite(latents, "inversion", i, t)
-                if _completes_step(i, len(timesteps), num_warmup_steps, self.inverse_scheduler.order):
+                if _completes_step(i, len(timesteps), num_warmup_steps, scheduler.order):
                     progress_bar.update()
                     if callback is not None and i % callback_steps == 0:
                         callback(i // getattr(self.scheduler, "order", 1), t, latents)
@@ -419,6 +502,7 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
         method: str = "zerocon",
         patch_nce: PatchNCEGuidance | None = None,
         return_reconstruction: bool = False,
+        scheduler: Any = None,
     ) -> ZeroConPipelineOutput | tuple[Any, None]:
         """Edit (or generate) along ``target_embeds - source_embeds`` starting from ``latents``.
 
@@ -430,6 +514,11 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
                 guidance with step ``cross_attention_guidance_amount``) or ``"zerocon"`` (+ PatchNCE guidance).
             patch_nce: PatchNCE settings for ``"zerocon"`` (defaults: :class:`PatchNCEGuidance`).
             return_reconstruction: also decode the reference pass (the reconstruction of the input).
+            scheduler: the sampler for this call instead of the pipeline's (:meth:`edit` passes DDIM built
+                from the checkpoint's schedule); one that is not DDIM gets a one-time warning, since only DDIM
+                retraces a DDIM inversion.
+
+        The latents, the guidance losses and the latent updates are float32 whatever the UNet's dtype.
 
         The reference pass (embeddings without the direction) and the edit pass run in lock-step for
         deterministic schedulers; for schedulers that draw noise (e.g. DDIM with ``eta > 0``) the reference
@@ -459,6 +548,8 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
         device = self._execution_device
         do_cfg = guidance_scale > 1.0
         user_kwargs = dict(cross_attention_kwargs or {})
+        scheduler = scheduler or self.scheduler
+        self._warn_if_not_ddim(scheduler)
 
         # 3. Encode the prompt; the edited embeddings add the direction to the conditional half only
         prompt_embeds, negative_prompt_embeds = self.encode_prompt(
@@ -474,15 +565,16 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
         num_cond = prompt_embeds.shape[0]
         if do_cfg:
             prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds])
-        direction = self.construct_direction(source_embeds, target_embeds).to(prompt_embeds)
-        prompt_embeds_edit = prompt_embeds.clone()
+        direction = self.construct_direction(source_embeds.float(), target_embeds.float()).to(device)
+        prompt_embeds_edit = prompt_embeds.to(torch.float32, copy=True)
         prompt_embeds_edit[prompt_embeds.shape[0] - num_cond :] += direction
+        prompt_embeds_edit = prompt_embeds_edit.to(prompt_embeds.dtype)
 
         # 4. Timesteps, one scheduler per trajectory (schedulers may keep per-trajectory state)
-        self.scheduler.set_timesteps(num_inference_steps, device=device)
-        timesteps = self.scheduler.timesteps
-        reference_scheduler = self.scheduler
-        edit_scheduler = copy.deepcopy(self.scheduler)
+        scheduler.set_timesteps(num_inference_steps, device=device)
+        timesteps = scheduler.timesteps
+        reference_scheduler = scheduler
+        edit_scheduler = copy.deepcopy(scheduler)
 
         # 5. Starting latents (the inversion, or noise from `generator`)
         latents = self.prepare_latents(
@@ -490,11 +582,11 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
             self.unet.config.in_channels,
             height,
             width,
-            prompt_embeds.dtype,
+            torch.float32,
             device,
             generator,
             latents,
-        )
+        ).float()
         latent_hw = (latents.shape[-2], latents.shape[-1])
         extra_step_kwargs = self.prepare_extra_step_kwargs(generator, eta)
 
@@ -510,13 +602,11 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
                 draw_from = generator[0] if isinstance(generator, list) else generator
                 seed = int(torch.randint(0, 2**62, (1,), generator=draw_from).item())
             nce_generator = torch.Generator(device="cpu").manual_seed(seed)
-        lockstep = not self._scheduler_draws_noise(eta)
+        lockstep = not _scheduler_draws_noise(scheduler, eta)
 
         def unet(x: torch.Tensor, t: Any, embeds: torch.Tensor, mode: str) -> torch.Tensor:
             book.start(mode)
-            return self.unet(
-                x, t, encoder_hidden_states=embeds, cross_attention_kwargs={**user_kwargs, "book": book}
-            ).sample
+            return self._unet(x, t, embeds, {**user_kwargs, "book": book})
 
         def cfg(noise: torch.Tensor) -> torch.Tensor:
             return _combine_cfg(noise, guidance_scale) if do_cfg else noise
@@ -596,12 +686,12 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
             book.start("record")
             book.record_from = num_edit
             try:
-                out = self.unet(
+                out = self._unet(
                     torch.cat([x_in, ref_in]),
                     timesteps_batch,
-                    encoder_hidden_states=torch.cat([prompt_embeds_edit, ref_embeds]),
-                    cross_attention_kwargs={**user_kwargs, "book": book},
-                ).sample
+                    torch.cat([prompt_embeds_edit, ref_embeds]),
+                    {**user_kwargs, "book": book},
+                )
             finally:
                 book.record_from = 0
             return out[:num_edit], out[num_edit:]
@@ -612,7 +702,7 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
         archive: dict[int, tuple[dict, dict]] = {}
         pending: torch.Tensor | None = None
         fuse = need_reference and lockstep
-        num_warmup_steps = len(timesteps) - num_inference_steps * self.scheduler.order
+        num_warmup_steps = len(timesteps) - num_inference_steps * scheduler.order
         with installed_processors(self.unet), self.progress_bar(total=num_inference_steps) as progress_bar:
             if need_reference and not lockstep:
                 # a scheduler that draws noise: the whole reference pass first (diffusers' order of draws)
@@ -634,10 +724,10 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
                 else:
                     noise = unet(x_in, t, prompt_embeds_edit, "off")
                 edited = edit_finish(i, t, x_in, noise)
-                if _completes_step(i, len(timesteps), num_warmup_steps, self.scheduler.order):
+                if _completes_step(i, len(timesteps), num_warmup_steps, scheduler.order):
                     progress_bar.update()
                     if callback is not None and i % callback_steps == 0:
-                        callback(i // getattr(self.scheduler, "order", 1), t, edited)
+                        callback(i // getattr(scheduler, "order", 1), t, edited)
         book.reference_maps.clear()
         book.reference_features.clear()
 
@@ -655,17 +745,6 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
             reference_latents=reference if need_reference else None,
         )
 
-    def _scheduler_draws_noise(self, eta: float) -> bool:
-        """Whether ``scheduler.step`` consumes the generator (then the two passes cannot be interleaved
-        without changing which random numbers each pass receives)."""
-        params = set(inspect.signature(self.scheduler.step).parameters)
-        if "generator" not in params:
-            return False
-        name = type(self.scheduler).__name__
-        if name == "DDIMScheduler":
-            return eta > 0
-        return name not in ("PNDMScheduler", "LMSDiscreteScheduler", "EulerDiscreteScheduler")
-
     # ------------------------------------------------------------------ the whole recipe on a photo
     def prepare_image(self, image: Any) -> tuple[PIL.Image.Image, tuple[int, int]]:
         """Load ``image`` (path or PIL; all bad-input errors from :func:`zerocon.images.load_image`) and resize
@@ -676,18 +755,31 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
         side = self.model_size
         return loaded.resize((side, side), PIL.Image.LANCZOS), loaded.size
 
+    def recipe_schedulers(self) -> tuple[Any, Any]:
+        """The photo recipe's DDIM and DDIM-inversion schedulers with the checkpoint's noise schedule (see
+        :mod:`zerocon.edit.schedulers`), whatever sampler the checkpoint ships."""
+        return ddim_schedulers(self.scheduler, self.inverse_scheduler)
+
     def caption_image(self, image: PIL.Image.Image, config: EditConfig, source: str | None = None) -> str:
-        """BLIP caption, or (no captioner) a template sentence around ``source`` so editing still works."""
-        if self.caption_generator is not None and self.caption_processor is not None:
+        """BLIP caption of ``image``; without a captioner, the template ``"a photo of a <source>"`` when
+        ``config.template_caption`` allows it (see :meth:`caption_source`), else a one-line error."""
+        if self.has_captioner:
             return self.generate_caption(
                 image, prefix=config.caption_prefix, max_new_tokens=config.caption_max_new_tokens
             )
-        if source:
+        if source and config.template_caption:
             return f"a photo of a {source}"
         raise ZeroconError(
-            "this model has no captioner (BLIP); pass a caption (--caption) or a --source word to describe "
-            "the input"
+            "this model has no captioner (BLIP): give one (--captioner ID|DIR; Stable Diffusion repos hold "
+            "none), or a caption (--caption), or --captioner none with a --source word for the template "
+            "caption 'a photo of a <source>'"
         )
+
+    def caption_source(self, caption: str | None, config: EditConfig) -> str:
+        """Where an inversion's caption comes from: ``"given"``, ``"captioner"`` or ``"template"``."""
+        if caption is not None:
+            return "given"
+        return "captioner" if self.has_captioner or not config.template_caption else "template"
 
     def invert_image(
         self,
@@ -701,6 +793,7 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
         timings: dict[str, float] = {}
         start = time.perf_counter()
         resized, size = self.prepare_image(image)
+        caption_source = self.caption_source(caption, config)
         if caption is None:
             self.set_progress_bar_config(**{**self._bar_config(), "desc": "caption"})
             caption = self.caption_image(resized, config, source)
@@ -721,9 +814,12 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
             num_reg_steps=config.num_reg_steps,
             num_auto_corr_rolls=config.num_auto_corr_rolls,
             allow_zero_roll=config.allow_zero_roll,
+            inverse_scheduler=self.recipe_schedulers()[1],
         ).latents
         timings["inversion"] = time.perf_counter() - start
-        return Inversion(latents=latents, caption=caption, input_size=size, timings=timings)
+        return Inversion(
+            latents=latents, caption=caption, input_size=size, timings=timings, caption_source=caption_source
+        )
 
     def _bar_config(self) -> dict[str, Any]:
         config = dict(getattr(self, "_progress_bar_config", {}) or {})
@@ -767,7 +863,7 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
             inversion = self.invert_image(
                 resized, caption=caption, source=request.source if request else None, config=config
             )
-            inversion = Inversion(inversion.latents, inversion.caption, size, inversion.timings)
+            inversion = replace(inversion, input_size=size)
         timings.update(inversion.timings)
         caption = inversion.caption
 
@@ -783,6 +879,7 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
         start = time.perf_counter()
         self.set_progress_bar_config(**{**self._bar_config(), "desc": f"edit ({config.method})"})
         device = self._execution_device
+        scheduler = self.recipe_schedulers()[0]
         out = self(
             caption,
             source_embeds=direction.source_embeds.to(device),
@@ -797,6 +894,7 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
             method=config.method,
             patch_nce=config.patch_nce,
             return_reconstruction=True,
+            scheduler=scheduler,
         )
         timings["edit"] = time.perf_counter() - start
         out_size = _output_size(size, self.model_size)
@@ -808,6 +906,8 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
             direction=direction,
             timings=timings,
             inverted_latents=inversion.latents,
+            caption_source=inversion.caption_source,
+            scheduler=describe_scheduler(scheduler, self.scheduler),
         )
 
 
@@ -819,12 +919,14 @@ def _output_size(size: tuple[int, int], side: int) -> tuple[int, int]:
 
 @dataclass
 class Inversion:
-    """A photo's inversion: x_T (1, 4, h, w), the caption used as prompt, the input's size and timings."""
+    """A photo's inversion: x_T (1, c, h, w), the caption used as prompt and where it came from
+    (:meth:`ZeroConPipeline.caption_source`), the input's size and timings."""
 
     latents: torch.Tensor
     caption: str
     input_size: tuple[int, int] = (0, 0)
     timings: dict[str, float] = field(default_factory=dict)
+    caption_source: str = "given"
 
 
 @dataclass
@@ -846,6 +948,8 @@ class EditConfig:
             yes for Stable Diffusion).
         caption_prefix, caption_max_new_tokens: BLIP prompt prefix (``None``: the pipeline's own
             ``caption_prefix``) and length.
+        template_caption: without a captioner, caption the input ``"a photo of a <source>"`` (the CLI's
+            ``--captioner none``); off, a missing captioner is an error.
         seed: seed of the inversion's and the edit's generators (same seed, same image).
     """
 
@@ -862,6 +966,7 @@ class EditConfig:
     use_templates: bool | None = None
     caption_prefix: str | None = None
     caption_max_new_tokens: int = 40
+    template_caption: bool = False
     seed: int = 0
 
     def for_model(self, model_config: Mapping[str, Any]) -> EditConfig:
@@ -888,6 +993,7 @@ class EditConfig:
             "allow_zero_roll": self.allow_zero_roll,
             "caption_prefix": self.caption_prefix,
             "caption_max_new_tokens": self.caption_max_new_tokens,
+            "template_caption": self.template_caption,
             "seed": self.seed,
         }
 
@@ -904,6 +1010,8 @@ class EditResult:
         direction: the edit direction used.
         timings: seconds per stage (caption, inversion, direction, edit).
         inverted_latents: x_T.
+        caption_source: ``"given"``, ``"captioner"`` or ``"template"``.
+        scheduler: the sampler used and the checkpoint's (:func:`~zerocon.edit.schedulers.describe_scheduler`).
     """
 
     edit: PIL.Image.Image
@@ -913,3 +1021,5 @@ class EditResult:
     direction: Any
     timings: dict[str, float]
     inverted_latents: torch.Tensor
+    caption_source: str = "given"
+    scheduler: dict[str, Any] = field(default_factory=dict)

@@ -83,7 +83,8 @@ class ClipConfig(StageConfig):
 @dataclass
 class VaeConfig(StageConfig):
     channels: tuple[int, ...] = (16, 32, 64)
-    """block_out_channels: three blocks, so 64x64 -> 16x16."""
+    """block_out_channels: n blocks downsample by 2 ** (n - 1), so three blocks give 64x64 -> 16x16 and
+    four give 8x8 (Stable Diffusion's factor 8)."""
     latent_channels: int = 4
     crop: int = 32
     """Train on random crops of this side (the network is convolutional; 4x cheaper than full scenes)."""
@@ -429,6 +430,11 @@ def build_vae(cfg: VaeConfig) -> Any:
     )
 
 
+def vae_factor(vae: Any) -> int:
+    """Pixels per latent cell along a side."""
+    return 2 ** (len(vae.config.block_out_channels) - 1)
+
+
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per-image PSNR in dB of images in [-1, 1] (computed on the [0, 1] scale)."""
     mse = ((a.clamp(-1, 1) - b.clamp(-1, 1)) / 2).pow(2).flatten(1).mean(1)
@@ -488,7 +494,8 @@ def train_vae(run_dir: str | os.PathLike, cfg: VaeConfig) -> dict:
             break
         x = data.as_float(idx)
         if cfg.crop < 64:
-            oy, ox = (int(v) for v in torch.randint(0, (64 - cfg.crop) // 4 + 1, (2,), generator=gen) * 4)
+            f = vae_factor(vae)
+            oy, ox = (int(v) for v in torch.randint(0, (64 - cfg.crop) // f + 1, (2,), generator=gen) * f)
             x = x[:, :, oy : oy + cfg.crop, ox : ox + cfg.crop]
         post = vae.encode(x).latent_dist
         z = post.mean + post.std * torch.randn(post.mean.shape, generator=gen)

@@ -4,8 +4,10 @@ Both pipelines are loaded with ``from_pretrained`` from one folder of random-wei
 equal but separate modules), get the same image, prompt, direction and generator seeds, and run the full
 pix2pix-zero job — ``invert`` then ``__call__`` — alternating in one process (peer, ours, ours-zerocon, then
 rotated), so machine load affects all of them alike. Reported per config: median wall time of each, the
-ratios, the peak resident memory above the pre-run baseline (sampled every 2 ms from /proc), and the max
-absolute difference of the inverted and the edited latents between the peer and ``method="pix2pix_zero"``
+ratios, the memory of one job of each pipeline measured in a fresh process of its own (peak resident set
+from the process's start, ``ru_maxrss``, and that peak above the resident set once the pipeline is loaded:
+in one shared process the allocator reuses what an earlier job freed, so deltas there are not peaks), and
+the max absolute difference of the inverted and the edited latents between the peer and ``method="pix2pix_zero"``
 (our inversion uses ``allow_zero_roll=True`` — the peer's offsets — so the latents are comparable).
 
 Configs:
@@ -27,9 +29,9 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
-import threading
 import time
 import warnings
 from pathlib import Path
@@ -104,97 +106,106 @@ def save_small_sd(folder: Path, seed: int = 0) -> Path:
     return out
 
 
-class PeakRSS:
-    """Peak resident set size (bytes) above the value at entry, sampled from /proc/self/statm."""
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
-    def __init__(self, interval: float = 0.002) -> None:
-        self.interval = interval
-        self.page = os.sysconf("SC_PAGE_SIZE")
 
-    def _rss(self) -> int:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * self.page
+def _peak_rss_mb() -> float:
+    import resource
 
-    def __enter__(self) -> PeakRSS:
-        self.base = self._rss()
-        self.peak = self.base
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._rss())
-            time.sleep(self.interval)
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._rss())
-
-    @property
-    def delta_mb(self) -> float:
-        return (self.peak - self.base) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def run_job(pipe, kind: str, image, source, target, steps: int) -> dict:
-    """invert + __call__ with the peer's recipe; returns times, peak memory and latents."""
+    """invert + __call__ with the peer's recipe; returns times and latents."""
     extra_inv = {} if kind == "peer" else {"allow_zero_roll": True}
     extra_call = {} if kind == "peer" else {"method": "pix2pix_zero" if kind == "ours" else "zerocon"}
-    with PeakRSS() as mem:
-        start = time.perf_counter()
-        inv = pipe.invert(
-            PROMPT,
-            image=image,
-            num_inference_steps=steps,
-            generator=torch.Generator().manual_seed(0),
-            output_type="latent",
-            **extra_inv,
-        ).latents
-        t_inv = time.perf_counter() - start
-        out = pipe(
-            PROMPT,
-            source_embeds=source,
-            target_embeds=target,
-            num_inference_steps=steps,
-            guidance_scale=5.0,
-            negative_prompt=PROMPT,
-            cross_attention_guidance_amount=0.1,
-            latents=inv,
-            generator=torch.Generator().manual_seed(1),
-            output_type="latent",
-            **extra_call,
-        ).images
-        total = time.perf_counter() - start
+    start = time.perf_counter()
+    inv = pipe.invert(
+        PROMPT,
+        image=image,
+        num_inference_steps=steps,
+        generator=torch.Generator().manual_seed(0),
+        output_type="latent",
+        **extra_inv,
+    ).latents
+    t_inv = time.perf_counter() - start
+    out = pipe(
+        PROMPT,
+        source_embeds=source,
+        target_embeds=target,
+        num_inference_steps=steps,
+        guidance_scale=5.0,
+        negative_prompt=PROMPT,
+        cross_attention_guidance_amount=0.1,
+        latents=inv,
+        generator=torch.Generator().manual_seed(1),
+        output_type="latent",
+        **extra_call,
+    ).images
+    total = time.perf_counter() - start
     return {
         "invert_s": t_inv,
         "call_s": total - t_inv,
         "total_s": total,
-        "peak_mb": mem.delta_mb,
         "inv": inv,
         "out": out,
     }
 
 
-def bench_config(name: str, folder: Path, size: int, steps: int, repeats: int) -> dict:
+def load_inputs(
+    folder: Path, size: int, kinds: tuple[str, ...]
+) -> tuple[dict, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The pipelines of ``kinds`` ("peer", "ours", "zerocon"; the last two share one) and the job's inputs."""
     from diffusers import DDIMInverseScheduler, StableDiffusionPix2PixZeroPipeline
 
     from zerocon.edit.pipeline import ZeroConPipeline
 
-    ours = ZeroConPipeline.from_pretrained(folder)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        peer = StableDiffusionPix2PixZeroPipeline.from_pretrained(
-            folder, safety_checker=None, feature_extractor=None, requires_safety_checker=False
-        )
-    peer.inverse_scheduler = DDIMInverseScheduler.from_config(peer.scheduler.config)
-    for pipe in (ours, peer):
+    pipes = {}
+    if "ours" in kinds or "zerocon" in kinds:
+        pipes["ours"] = pipes["zerocon"] = ZeroConPipeline.from_pretrained(folder)
+    if "peer" in kinds:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            peer = StableDiffusionPix2PixZeroPipeline.from_pretrained(
+                folder, safety_checker=None, feature_extractor=None, requires_safety_checker=False
+            )
+        peer.inverse_scheduler = DDIMInverseScheduler.from_config(peer.scheduler.config)
+        pipes["peer"] = peer
+    for pipe in pipes.values():
         pipe.set_progress_bar_config(disable=True)
     torch.manual_seed(3)
     image = torch.rand(1, 3, size, size)
-    source = ours.get_embeds(["a photo of a cat", "a cat on the grass"])
-    target = ours.get_embeds(["a photo of a dog", "a dog on the grass"])
+    embedder = next(iter(pipes.values()))
+    source = embedder.get_embeds(["a photo of a cat", "a cat on the grass"])
+    target = embedder.get_embeds(["a photo of a dog", "a dog on the grass"])
+    return pipes, image, source, target
+
+
+def memory_probe(kind: str, folder: Path, size: int, steps: int) -> dict:
+    """One job of ``kind`` in this (fresh) process: its peak RSS and that peak above the loaded state."""
+    pipes, image, source, target = load_inputs(folder, size, (kind,))
+    loaded = _rss_mb()
+    run_job(pipes[kind], kind, image, source, target, steps)
+    peak = _peak_rss_mb()
+    return {
+        "peak_rss_mb": round(peak, 1),
+        "loaded_rss_mb": round(loaded, 1),
+        "job_peak_mb": round(peak - loaded, 1),
+    }
+
+
+def measure_memory(kind: str, folder: Path, size: int, steps: int, threads: int) -> dict:
+    cmd = [sys.executable, __file__, "--memory-probe", kind, "--folder", str(folder), "--size", str(size)]
+    cmd += ["--steps", str(steps), "--threads", str(threads)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)
+
+
+def bench_config(name: str, folder: Path, size: int, steps: int, repeats: int) -> dict:
+    pipes, image, source, target = load_inputs(folder, size, ("peer", "ours", "zerocon"))
+    ours, peer = pipes["ours"], pipes["peer"]
 
     order = [("peer", peer), ("ours", ours), ("zerocon", ours)]
     runs: dict[str, list[dict]] = {k: [] for k, _ in order}
@@ -223,9 +234,10 @@ def bench_config(name: str, folder: Path, size: int, steps: int, repeats: int) -
         "peer_call_s": round(med("peer", "call_s"), 3),
         "ours_pix2pix_zero_call_s": round(med("ours", "call_s"), 3),
         "ours_zerocon_call_s": round(med("zerocon", "call_s"), 3),
-        "peer_peak_mb": round(max(run["peak_mb"] for run in runs["peer"]), 1),
-        "ours_pix2pix_zero_peak_mb": round(max(run["peak_mb"] for run in runs["ours"]), 1),
-        "ours_zerocon_peak_mb": round(max(run["peak_mb"] for run in runs["zerocon"]), 1),
+        "memory_one_job_fresh_process": {
+            kind: measure_memory(kind, folder, size, steps, torch.get_num_threads())
+            for kind in ("peer", "ours", "zerocon")
+        },
         "max_abs_diff_invert_latents": float((last["ours"]["inv"] - last["peer"]["inv"]).abs().max()),
         "max_abs_diff_edit_latents": float((last["ours"]["out"] - last["peer"]["out"]).abs().max()),
         "all_peer_totals_s": [round(run["total_s"], 3) for run in runs["peer"]],
@@ -240,8 +252,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--configs", nargs="+", default=["tiny", "small_sd"], choices=["tiny", "small_sd"])
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--memory-probe", choices=["peer", "ours", "zerocon"], help=argparse.SUPPRESS)
+    parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.memory_probe:  # the child process of measure_memory
+        print(json.dumps(memory_probe(args.memory_probe, args.folder, args.size, args.steps)))
+        return 0
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.configs:

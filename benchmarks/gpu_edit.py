@@ -506,6 +506,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.set_verbosity_error()  # the cast-to-dtype advice, once per module and dtype
     if torch.cuda.is_available():
         device = "cuda"
     elif args.allow_cpu:

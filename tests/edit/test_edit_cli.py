@@ -167,3 +167,31 @@ def test_invert_command_and_direction_files(tiny_blip_dir, photos, tmp_path):
     record = json.loads((folder / "record.json").read_text())
     assert record["inversion_cache_hit"] is True and record["direction"]["kind"] == "files"
     assert (tmp_path / "d.safetensors").is_file()
+
+
+def test_help_shows_every_default(capsys):
+    with pytest.raises(SystemExit):
+        main(["edit", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for shown in (
+        "--steps STEPS DDIM steps (inversion and edit) (default: 50)",
+        "(default: auto)",  # device, dtype, captioner
+        "--method METHOD zerocon, pix2pix_zero or word_swap (default: zerocon)",
+        "(default: shapes;",
+        "Salesforce/blip-image-captioning-base",
+    ):
+        assert shown in text, shown
+    assert "(default: None)" not in text
+
+
+def test_the_toy_model_is_never_used_silently(tmp_path, capsys):
+    from zerocon.shapes.assemble import example_scene
+
+    example_scene().pil().save(tmp_path / "scene.png")
+    argv = ["edit", str(tmp_path / "scene.png"), "--target", "red->blue", "--steps", "2", "--out"]
+    assert main([*argv, str(tmp_path / "out"), "--no-cache", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    notices = [line for line in err.splitlines() if line.startswith("zerocon: notice: no --model")]
+    assert len(notices) == 1 and "ShapesWorld toy model" in notices[0] and "stable-diffusion" in notices[0]
+    record = json.loads((tmp_path / "out" / "scene" / "record.json").read_text())
+    assert record["model"] == "shapes" and record["captioner"].endswith("caption_generator")

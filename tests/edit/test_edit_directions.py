@@ -64,7 +64,9 @@ def test_word_missing_from_caption_never_switches_silently():
     # BLIP says "kitten" for "cat->dog": with templates allowed the direction is templates only, and says why
     plan = automatic_sentences("a photography of a kitten", parse_target("cat->dog"), use_templates=True)
     assert plan.source == template_sentences("cat") and plan.target == template_sentences("dog")
-    assert plan.kind == "templates" and "'cat' is not in the caption 'a photography of a kitten'" in plan.reason
+    assert (
+        plan.kind == "templates" and "'cat' is not in the caption 'a photography of a kitten'" in plan.reason
+    )
     # without templates the request is refused, naming the way out, instead of using templates anyway
     with pytest.raises(ZeroconError, match="not in the caption.*--no-templates"):
         automatic_sentences("a photography of a kitten", parse_target("cat->dog"), use_templates=False)

@@ -114,7 +114,7 @@ def register(subparsers: Any, name: str) -> None:
     parser.add_argument(
         "--model",
         default=None,
-        help=f"hub id (e.g. runwayml/stable-diffusion-v1-5), local folder, or 'shapes' (default: {DEFAULT_MODEL}; "
+        help=f"hub id (e.g. stable-diffusion-v1-5/stable-diffusion-v1-5), local folder, or 'shapes' (default: {DEFAULT_MODEL}; "
         "'shapes' is the bundled 64-px ShapesWorld toy model, offline)",
     )
     parser.add_argument(
@@ -219,7 +219,7 @@ def _model_name(args: argparse.Namespace) -> str:
                 f"no --model given: using '{DEFAULT_MODEL}'"
                 + (
                     ", the bundled 64-px ShapesWorld toy model; for photos give a Stable Diffusion checkpoint, "
-                    "e.g. --model runwayml/stable-diffusion-v1-5"
+                    "e.g. --model stable-diffusion-v1-5/stable-diffusion-v1-5"
                     if DEFAULT_MODEL == "shapes"
                     else ""
                 )
@@ -230,8 +230,10 @@ def _model_name(args: argparse.Namespace) -> str:
 def _process_state() -> Any:
     """Accelerate's view of the launch (one process without ``accelerate launch``)."""
     from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
 
-    return PartialState()
+    # Accelerator() reads ACCELERATE_USE_CPU (several CPU processes), PartialState() must be told
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
 
 
 def _is_main_process() -> bool:
@@ -252,26 +254,18 @@ def _device(args: argparse.Namespace) -> Any:
 
 def _load_pipeline(args: argparse.Namespace) -> Any:
     """The pipeline on ``--device`` in ``--dtype`` with ``--captioner`` and the memory options."""
-    from zerocon.devices import resolve_dtype
-    from zerocon.edit.pipeline import ZeroConPipeline
+    from zerocon.edit.loading import load_edit_pipeline
 
-    device = _device(args)
-    dtype = resolve_dtype(args.dtype, device)
-    captioner = None if args.captioner == "auto" else args.captioner
-    pipe = ZeroConPipeline.from_pretrained(_model_name(args), captioner=captioner, dtype=dtype)
-    if args.captioner == "auto" and not pipe.has_captioner and args.caption is None:
-        pipe.set_captioner(DEFAULT_CAPTIONER)
-    try:
-        if args.cpu_offload:
-            pipe.enable_model_cpu_offload(device=device)
-        else:
-            pipe.to(device)
-    except (RuntimeError, AssertionError, ValueError) as exc:
-        raise ZeroconError(f"--device {args.device} is not usable here ({str(exc).splitlines()[0]})") from exc
-    if args.vae_slicing:
-        pipe.enable_vae_slicing()
-    if args.vae_tiling:
-        pipe.enable_vae_tiling()
+    pipe = load_edit_pipeline(
+        _model_name(args),
+        captioner=args.captioner,
+        device=_device(args),
+        dtype=args.dtype,
+        need_captioner=args.caption is None,
+        cpu_offload=args.cpu_offload,
+        vae_slicing=args.vae_slicing,
+        vae_tiling=args.vae_tiling,
+    )
     pipe.set_progress_bar_config(disable=args.quiet, leave=False, file=sys.stderr)
     return pipe
 

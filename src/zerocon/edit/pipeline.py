@@ -164,7 +164,7 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
     ) -> None:
         super().__init__()
         if inverse_scheduler is None and scheduler is not None:
-            inverse_scheduler = DDIMInverseScheduler.from_config(scheduler.config)
+            inverse_scheduler = ddim_schedulers(scheduler)[1]
         for module in (vae, text_encoder, unet, caption_generator):
             if isinstance(module, torch.nn.Module):
                 module.requires_grad_(False)

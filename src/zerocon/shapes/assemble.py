@@ -78,10 +78,10 @@ def assemble(run_dir: str | os.PathLike, out: str | os.PathLike = SHAPES_DIR) ->
     The pipeline's edit guidance scale starts at pix2pix-zero's 5; choose the model's own on ShapesBench's
     tuning scenes afterwards with ``benchmarks/shapes_guidance.py --apply``."""
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
-    from transformers import BlipForConditionalGeneration, BlipProcessor, CLIPTextModel, CLIPTokenizer
+    from transformers import BlipForConditionalGeneration, BlipProcessor
 
     from zerocon.edit.pipeline import ZeroConPipeline
-    from zerocon.shapes.train import sd_scheduler_config
+    from zerocon.shapes.train import load_text_encoder, sd_scheduler_config
 
     run, out = Path(run_dir), Path(out)
     stages = _stage_records(run)
@@ -91,10 +91,11 @@ def assemble(run_dir: str | os.PathLike, out: str | os.PathLike = SHAPES_DIR) ->
     unet_dir = _first(run / "unet" / "model")
     blip_dir = _first(run / "blip" / "model")
 
+    tokenizer, text_encoder = load_text_encoder(clip_text_dir)
     pipe = ZeroConPipeline(
         vae=AutoencoderKL.from_pretrained(vae_dir),
-        text_encoder=CLIPTextModel.from_pretrained(clip_text_dir),
-        tokenizer=CLIPTokenizer.from_pretrained(clip_text_dir),
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
         unet=UNet2DConditionModel.from_pretrained(unet_dir),
         scheduler=DDIMScheduler(**sd_scheduler_config()),
         caption_generator=BlipForConditionalGeneration.from_pretrained(blip_dir),

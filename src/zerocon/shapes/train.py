@@ -120,9 +120,9 @@ class UnetConfig(StageConfig):
     final_eval_steps: int = 50
     guidance_scale: float = 4.0
     clip_dir: str = ""
-    """Folder of the trained CLIP (default RUN/clip)."""
+    """Folder of the trained CLIP (default RUN/clip), or a pipeline folder whose text encoder to use."""
     vae_dir: str = ""
-    """Folder of the trained VAE (default RUN/vae)."""
+    """Folder of the trained VAE (default RUN/vae); its latent channels and grid shape the UNet."""
     init_from: str = ""
     """Continue from this UNet folder (its weights start both the trained and the EMA copy)."""
 
@@ -559,14 +559,16 @@ def train_vae_decoder(run_dir: str | os.PathLike, cfg: VaeDecoderConfig) -> dict
 
 
 # --------------------------------------------------------------------------------------------------- UNet
-def build_unet(cfg: UnetConfig, cross_attention_dim: int) -> Any:
+def build_unet(cfg: UnetConfig, cross_attention_dim: int, latent_shape: tuple[int, int] = (4, 16)) -> Any:
+    """The UNet for latents of ``latent_shape`` = (channels, side) (the VAE's)."""
     from diffusers import UNet2DConditionModel
 
     n = len(cfg.channels)
+    channels, side = latent_shape
     return UNet2DConditionModel(
-        sample_size=16,
-        in_channels=4,
-        out_channels=4,
+        sample_size=side,
+        in_channels=channels,
+        out_channels=channels,
         block_out_channels=tuple(cfg.channels),
         layers_per_block=cfg.layers_per_block,
         down_block_types=("CrossAttnDownBlock2D",) * n,
@@ -616,7 +618,8 @@ def generate(
     cond = encode_text(text_encoder, tokenizer, captions)
     uncond = encode_text(text_encoder, tokenizer, [""] * len(captions))
     gen = torch.Generator().manual_seed(seed)
-    latents = torch.randn((len(captions), 4, 16, 16), generator=gen)
+    shape = (unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
+    latents = torch.randn((len(captions), *shape), generator=gen)
     for t in sched.timesteps:
         eps = unet(torch.cat([latents, latents]), t, torch.cat([uncond, cond])).sample
         e_u, e_c = eps.chunk(2)
@@ -645,20 +648,31 @@ def _eval_captions(n: int, held_out: bool) -> list[str]:
     return [pool[(i * step) % len(pool)] for i in range(n)]
 
 
+def load_text_encoder(folder: str | os.PathLike) -> tuple[Any, Any]:
+    """The tokenizer and the text tower of a CLIP folder, or of a pipeline folder (its ``tokenizer`` and
+    ``text_encoder``, e.g. the bundle's, so a new UNet is conditioned on the encoder it will ship with)."""
+    from transformers import CLIPModel, CLIPTextModel, CLIPTokenizer
+
+    folder = Path(folder)
+    if (folder / "model_index.json").is_file():
+        tokenizer = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer")
+        return tokenizer, CLIPTextModel.from_pretrained(folder, subfolder="text_encoder").eval()
+    return CLIPTokenizer.from_pretrained(folder), CLIPModel.from_pretrained(folder).text_model.eval()
+
+
 def train_unet(run_dir: str | os.PathLike, cfg: UnetConfig) -> dict:
     """Epsilon-prediction on latents of the frozen VAE encoder, conditioned on the frozen CLIP text
     encoder's last hidden states (empty caption with probability ``cond_drop``); EMA weights are saved."""
     from diffusers import AutoencoderKL, DDPMScheduler
-    from transformers import CLIPModel, CLIPTokenizer
 
     run = Path(run_dir)
     out = run / "unet"
     gen = _setup(cfg)
     clip_dir = Path(cfg.clip_dir or run / "clip" / "model")
     vae_dir = Path(cfg.vae_dir or run / "vae" / "model")
-    tokenizer = CLIPTokenizer.from_pretrained(clip_dir)
-    text_encoder = CLIPModel.from_pretrained(clip_dir).text_model.eval()
+    tokenizer, text_encoder = load_text_encoder(clip_dir)
     vae = AutoencoderKL.from_pretrained(vae_dir).eval()
+    latent_shape = (vae.config.latent_channels, 64 // vae_factor(vae))
     scale = vae.config.scaling_factor
     data = train_split(cfg.n_train)
     with torch.no_grad():
@@ -674,8 +688,8 @@ def train_unet(run_dir: str | os.PathLike, cfg: UnetConfig) -> dict:
 
         unet = UNet2DConditionModel.from_pretrained(cfg.init_from)
     else:
-        unet = build_unet(cfg, text_states.shape[-1])
-    ema = build_unet(cfg, text_states.shape[-1])
+        unet = build_unet(cfg, text_states.shape[-1], latent_shape)
+    ema = build_unet(cfg, text_states.shape[-1], latent_shape)
     ema.load_state_dict(unet.state_dict())
     ema.requires_grad_(False)
     noise_sched = DDPMScheduler.from_config(sd_scheduler_config())

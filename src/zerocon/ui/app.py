@@ -68,11 +68,12 @@ def _page_error(exc: BaseException) -> Exception:
 
 def build_app(
     config: UIConfig,
-    editor_loader: EditorLoader = load_editor,
+    editor_loader: EditorLoader | None = None,
     translator_loader: TranslatorLoader = load_translator,
     cache: ModelCache | None = None,
 ) -> Any:
-    """Build the Gradio ``Blocks`` of the app (not launched). Loaders are injectable for tests."""
+    """Build the Gradio ``Blocks`` of the app (not launched). Loaders are injectable for tests; the editor's
+    default is :func:`~zerocon.ui.jobs.load_editor` with the config's captioner, device and dtype."""
     import gradio as gr
 
     cache = cache or ModelCache()
@@ -83,7 +84,11 @@ def build_app(
     model_key = f"editor:{config.model}"
 
     def editor() -> Any:
-        return cache.get(model_key, lambda: editor_loader(config.model))
+        if editor_loader is not None:
+            return cache.get(model_key, lambda: editor_loader(config.model))
+        return cache.get(
+            model_key, lambda: load_editor(config.model, config.captioner, config.device, config.dtype)
+        )
 
     # -- Edit tab handlers --------------------------------------------------------------------------------
     def on_photo(path: str | None) -> tuple[Any, ...]:

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from zerocon.devices import DTYPES
 from zerocon.ui.jobs import UIConfig
 
 
@@ -19,7 +20,24 @@ def register(subparsers: Any, name: str) -> None:
     parser.add_argument("--host", default=defaults.host, help="address to listen on (default: %(default)s)")
     parser.add_argument("--port", type=int, default=defaults.port, help="port (default: %(default)s)")
     parser.add_argument(
-        "--model", default=defaults.model, help="diffusion model: 'shapes', a local folder or a cached hub id"
+        "--model",
+        default=defaults.model,
+        help="diffusion model: 'shapes' (the bundled toy), a local folder or a cached hub id (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--captioner",
+        default=defaults.captioner,
+        help="BLIP id or folder, or 'none'; auto: the model's own, else Salesforce/blip-image-captioning-base "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--device", default=defaults.device, help="auto: CUDA, then MPS, then CPU (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--dtype",
+        default=defaults.dtype,
+        choices=DTYPES,
+        help="auto: float16 on CUDA, float32 elsewhere (default: %(default)s)",
     )
     parser.add_argument(
         "--workdir",
@@ -59,6 +77,9 @@ def _run(args: argparse.Namespace) -> int:
 
     config = UIConfig(
         model=args.model,
+        captioner=args.captioner,
+        device=args.device,
+        dtype=args.dtype,
         host=args.host,
         port=args.port,
         workdir=args.workdir,

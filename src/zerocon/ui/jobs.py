@@ -38,6 +38,13 @@ class UIConfig:
 
     model: str = "shapes"
     """Diffusion model for the Edit tab: ``shapes`` (bundled), a local folder, or a hub id in the cache."""
+    captioner: str = "auto"
+    """BLIP for the Edit tab's captions: ``auto`` (the model's own, else Salesforce/blip-image-captioning-base),
+    ``none`` (the user types the caption), or a hub id / folder."""
+    device: str = "auto"
+    """Device of the editor: ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``."""
+    dtype: str = "auto"
+    """dtype of the editor's networks: ``auto`` (float16 on CUDA, float32 elsewhere), float32, float16, bfloat16."""
     host: str = "127.0.0.1"
     """Address to listen on; the default serves this machine only."""
     port: int = 7860
@@ -186,12 +193,12 @@ class EditOutcome:
     files: dict[str, Path]
 
 
-def load_editor(model: str) -> Any:
-    """The project's ZeroConPipeline for ``model`` (bundled name, local folder or cached hub id)."""
-    from zerocon.edit.pipeline import ZeroConPipeline
-    from zerocon.models import resolve_model
+def load_editor(model: str, captioner: str = "auto", device: str = "auto", dtype: str = "auto") -> Any:
+    """The project's ZeroConPipeline for ``model`` (bundled name, local folder or cached hub id), as the
+    command line loads it (see :func:`zerocon.edit.loading.load_edit_pipeline`)."""
+    from zerocon.edit.loading import load_edit_pipeline
 
-    return ZeroConPipeline.from_pretrained(resolve_model(model))
+    return load_edit_pipeline(model, captioner=captioner, device=device, dtype=dtype)
 
 
 def model_edit_defaults(model: str) -> EditConfig:
@@ -279,8 +286,10 @@ def run_edit(
         "model": model,
         "settings": asdict(settings),
         "caption": result.caption,
+        "caption_source": getattr(result, "caption_source", None),
         "edited_caption": result.edited_caption,
         "direction": json.loads(json.dumps(described, default=str)),
+        "scheduler": getattr(result, "scheduler", None),
         "input_size": list(image.size),
         "output_size": list(result.edit.size),
         "timings": {k: round(float(v), 3) for k, v in (result.timings or {}).items()},

@@ -22,6 +22,7 @@ STEPS = 10
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
+    raises=AssertionError,  # a crash is a failure, not the expected one
     reason="the edits are too imperfect for the two judges to agree: with the bundle of 2026-11-22 and its "
     "guidance scale 2 (chosen on ShapesBench's tune split) agreement is 0.604 on 48 edits (oracle acc 0.562, "
     "CLIP acc 0.958; it was 0.271 at guidance 5): CLIP prefers the target caption for edits that get the colour "

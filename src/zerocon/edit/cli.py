@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from zerocon.edit.captioning import DEFAULT_CAPTIONER
+from zerocon.edit.guidance import GRADIENT_SCALES
 from zerocon.errors import ZeroconError
 from zerocon.io import staged_folder
 
@@ -87,6 +88,13 @@ def register(subparsers: Any, name: str) -> None:
             help="PatchNCE weight of zerocon (default: the model's edit_defaults, 1 for SD)",
         )
         parser.add_argument("--nce-patches", type=int, default=256, help="PatchNCE patches per layer")
+        parser.add_argument(
+            "--nce-scale",
+            default="absolute",
+            choices=GRADIENT_SCALES,
+            help="what --nce-weight multiplies: the PatchNCE loss (absolute) or its gradient sized to the "
+            "cross-attention gradient's norm (relative: the same meaning on every model)",
+        )
         parser.add_argument("--nce-t-range", type=int, nargs=2, default=(0, 1000), metavar=("TMIN", "TMAX"))
     elif name == "invert":
         parser = subparsers.add_parser(
@@ -158,6 +166,7 @@ def _config(args: argparse.Namespace) -> Any:
         nce = PatchNCEGuidance(
             weight=getattr(args, "nce_weight", None),
             num_patches=getattr(args, "nce_patches", 256),
+            scale=getattr(args, "nce_scale", "absolute"),
             t_min=getattr(args, "nce_t_range", (0, 1000))[0],
             t_max=getattr(args, "nce_t_range", (0, 1000))[1],
         )

@@ -20,15 +20,23 @@ import torch
 from zerocon.contrastive import NCE_TEMPERATURE, NUM_PATCHES, patch_nce_feature_loss
 from zerocon.edit.attention import tokens_to_map
 
+GRADIENT_SCALES = ("absolute", "relative")
+"""What :attr:`PatchNCEGuidance.weight` multiplies (see there)."""
+
 
 @dataclass
 class PatchNCEGuidance:
     """Settings of the patch-wise contrastive guidance of ``method="zerocon"``.
 
     Attributes:
-        weight: multiplier of the PatchNCE loss added to the cross-attention loss before the latent's
-            gradient step (whose step size is ``cross_attention_guidance_amount``). 0 disables the term;
-            ``None`` leaves it to the model (its ``edit_defaults``; 1 where it chooses nothing).
+        weight: multiplier of the PatchNCE term in the latent's gradient step (whose step size is
+            ``cross_attention_guidance_amount``). 0 disables the term; ``None`` leaves it to the model (its
+            ``edit_defaults``; 1 where it chooses nothing).
+        scale: what ``weight`` multiplies. ``"absolute"``: the PatchNCE loss, added to the cross-attention loss
+            (the gradient of the sum; how much that is depends on the model's feature sizes). ``"relative"``:
+            the PatchNCE gradient rescaled to the norm of the cross-attention gradient at that step, so the
+            weight is the contrastive push as a multiple of the cross-attention push on any model (costs a
+            second backward pass through the guided forward).
         features: which UNet features; only ``"decoder_self_attention"`` (outputs of ``attn1`` in the
             ``up_blocks``, as CDS) is implemented.
         patch_sizes: average-pooling sizes of the feature maps before sampling (1 = raw locations).
@@ -41,6 +49,7 @@ class PatchNCEGuidance:
     """
 
     weight: float | None = None
+    scale: str = "absolute"
     features: str = "decoder_self_attention"
     patch_sizes: tuple[int, ...] = (1, 2)
     num_patches: int = NUM_PATCHES
@@ -50,6 +59,8 @@ class PatchNCEGuidance:
     seed: int | None = None
 
     def __post_init__(self) -> None:
+        if self.scale not in GRADIENT_SCALES:
+            raise ValueError(f"unknown PatchNCE scale {self.scale!r}; use one of {', '.join(GRADIENT_SCALES)}")
         if self.features != "decoder_self_attention":
             raise ValueError(f"unknown PatchNCE features {self.features!r}; use 'decoder_self_attention'")
         if (
@@ -94,3 +105,35 @@ def patch_nce_guidance_loss(
             )
         )
     return torch.stack(losses).mean()
+
+
+def _live(loss: torch.Tensor | float | None) -> bool:
+    return torch.is_tensor(loss) and loss.requires_grad
+
+
+def guidance_gradient(
+    xa_loss: torch.Tensor | float | None,
+    nce_loss: torch.Tensor | None,
+    latent: torch.Tensor,
+    config: PatchNCEGuidance,
+    stats: list[dict[str, float]] | None = None,
+) -> torch.Tensor | None:
+    """The gradient with respect to ``latent`` of the guidance: the cross-attention term plus the PatchNCE
+    term weighted as ``config.scale`` says; ``None`` when neither term depends on ``latent``. ``stats``, when
+    given, gets this step's norms of the two gradients (they are then differentiated separately)."""
+    use_xa, use_nce = _live(xa_loss), _live(nce_loss)
+    if not (use_xa or use_nce):
+        return None
+    weight = float(config.weight or 0.0)
+    if not use_nce:
+        return torch.autograd.grad(xa_loss, latent)[0]
+    if config.scale == "absolute" and stats is None:
+        total = xa_loss + weight * nce_loss if use_xa else weight * nce_loss
+        return torch.autograd.grad(total, latent)[0]
+    g_nce = torch.autograd.grad(nce_loss, latent, retain_graph=use_xa)[0]
+    g_xa = torch.autograd.grad(xa_loss, latent)[0] if use_xa else torch.zeros_like(g_nce)
+    xa_norm, nce_norm = float(g_xa.norm()), float(g_nce.norm())
+    if stats is not None:
+        stats.append({"xa_grad_norm": xa_norm, "nce_grad_norm": nce_norm})
+    relative = config.scale == "relative" and xa_norm > 0 and nce_norm > 0
+    return g_xa + weight * (xa_norm / nce_norm if relative else 1.0) * g_nce

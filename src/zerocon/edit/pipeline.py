@@ -48,7 +48,7 @@ from diffusers.utils import BaseOutput
 from transformers import BlipForConditionalGeneration, BlipProcessor, CLIPTextModel, CLIPTokenizer
 
 from zerocon.edit.attention import AttentionBook, StopForward, installed_processors
-from zerocon.edit.guidance import PatchNCEGuidance, patch_nce_guidance_loss
+from zerocon.edit.guidance import PatchNCEGuidance, guidance_gradient, patch_nce_guidance_loss
 from zerocon.edit.inversion import regularize_noise
 from zerocon.edit.schedulers import ddim_schedulers, describe_scheduler, is_ddim
 from zerocon.errors import ZeroconError
@@ -503,6 +503,7 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
         patch_nce: PatchNCEGuidance | None = None,
         return_reconstruction: bool = False,
         scheduler: Any = None,
+        guidance_stats: list[dict[str, float]] | None = None,
     ) -> ZeroConPipelineOutput | tuple[Any, None]:
         """Edit (or generate) along ``target_embeds - source_embeds`` starting from ``latents``.
 
@@ -517,6 +518,8 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
             scheduler: the sampler for this call instead of the pipeline's (:meth:`edit` passes DDIM built
                 from the checkpoint's schedule); one that is not DDIM gets a one-time warning, since only DDIM
                 retraces a DDIM inversion.
+            guidance_stats: a list that gets, per guided step with PatchNCE, the norms of the
+                cross-attention and the PatchNCE gradients (diagnostics; costs a second backward pass).
 
         The latents, the guidance losses and the latent updates are float32 whatever the UNet's dtype.
 
@@ -652,14 +655,14 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
                         unet(x_var, t, prompt_embeds_edit.detach(), "compare")
                     except StopForward:
                         pass  # everything after the last cross-attention layer is not needed for the losses
-                    loss = book.xa_loss if use_xa else x_var.new_zeros(())
+                    nce = None
                     if nce_on:
                         nce = patch_nce_guidance_loss(
                             book.features, book.reference_features, latent_hw, patch_nce, nce_generator
                         )
-                        loss = loss + patch_nce.weight * nce
-                    if torch.is_tensor(loss) and loss.requires_grad:
-                        (grad,) = torch.autograd.grad(loss, x_var)
+                    xa = book.xa_loss if use_xa else None
+                    grad = guidance_gradient(xa, nce, x_var, patch_nce, guidance_stats)
+                    if grad is not None:
                         x_in = x_in.add(grad, alpha=-xa_amount if use_xa else -1.0)
                 book.features = {}
             return x_in

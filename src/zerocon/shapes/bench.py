@@ -43,6 +43,7 @@ import torch
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
+from zerocon.edit.schedulers import describe_scheduler
 from zerocon.errors import ZeroconError
 from zerocon.io import save_image_atomic, write_bytes, write_json
 from zerocon.shapes.data import BENCH_SEED, TUNE_SEED
@@ -302,7 +303,8 @@ def run_bench(cfg: BenchConfig, out: str | os.PathLike, progress: bool = True) -
                     examples[task].append((image, render(tgt).pil(), shown))
         if progress:
             print(f"scene {i + 1 - cfg.start}/{len(specs)} done, {time.time() - start:.0f}s", flush=True)
-    result = write_results(out, cfg, records, round(time.time() - start, 1))
+    scheduler = describe_scheduler(pipe.recipe_schedulers()[0], pipe.scheduler)
+    result = write_results(out, cfg, records, round(time.time() - start, 1), scheduler=scheduler)
     for task, rows in examples.items():
         if rows:
             save_image_atomic(example_grid(rows, cfg.methods), out / f"grid_{task}.png")

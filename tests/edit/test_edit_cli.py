@@ -195,3 +195,15 @@ def test_the_toy_model_is_never_used_silently(tmp_path, capsys):
     assert len(notices) == 1 and "ShapesWorld toy model" in notices[0] and "stable-diffusion" in notices[0]
     record = json.loads((tmp_path / "out" / "scene" / "record.json").read_text())
     assert record["model"] == "shapes" and record["captioner"].endswith("caption_generator")
+
+
+def test_memory_options_run_and_leave_the_edit_unchanged(tiny_dir, photos, tmp_path):
+    base = ["edit", str(photos / "wide.png"), "--target", "cat->dog", "--caption", "a photo of a cat"]
+    base += ["--model", str(tiny_dir), "--steps", "2", "--no-cache", "--quiet", "--device", "cpu"]
+    assert main([*base, "--out", str(tmp_path / "plain")]) == 0
+    lean = ["--cpu-offload", "--vae-slicing", "--vae-tiling"]
+    assert main([*base, "--out", str(tmp_path / "lean"), *lean]) == 0
+    record = json.loads((tmp_path / "lean" / "wide" / "record.json").read_text())
+    assert record["cpu_offload"] and record["vae_slicing"] and record["vae_tiling"]
+    plain, lean_edit = (np.asarray(Image.open(tmp_path / d / "wide" / "edit.png")) for d in ("plain", "lean"))
+    assert np.array_equal(plain, lean_edit)

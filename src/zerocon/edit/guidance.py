@@ -60,7 +60,9 @@ class PatchNCEGuidance:
 
     def __post_init__(self) -> None:
         if self.scale not in GRADIENT_SCALES:
-            raise ValueError(f"unknown PatchNCE scale {self.scale!r}; use one of {', '.join(GRADIENT_SCALES)}")
+            raise ValueError(
+                f"unknown PatchNCE scale {self.scale!r}; use one of {', '.join(GRADIENT_SCALES)}"
+            )
         if self.features != "decoder_self_attention":
             raise ValueError(f"unknown PatchNCE features {self.features!r}; use 'decoder_self_attention'")
         if (

@@ -44,7 +44,7 @@ def load_edit_pipeline(
     except (RuntimeError, AssertionError, ValueError) as exc:
         raise ZeroconError(f"device {device} is not usable here ({str(exc).splitlines()[0]})") from exc
     if vae_slicing:
-        pipe.enable_vae_slicing()
+        pipe.vae.enable_slicing()
     if vae_tiling:
-        pipe.enable_vae_tiling()
+        pipe.vae.enable_tiling()
     return pipe

@@ -5,7 +5,7 @@ equal but separate modules), get the same image, prompt, direction and generator
 pix2pix-zero job — ``invert`` then ``__call__`` — alternating in one process (peer, ours, ours-zerocon, then
 rotated), so machine load affects all of them alike. Reported per config: median wall time of each, the
 ratios, the memory of one job of each pipeline measured in a fresh process of its own (peak resident set
-from the process's start, ``ru_maxrss``, and that peak above the resident set once the pipeline is loaded:
+from the process's start, ``VmHWM``, and that peak above the resident set once the pipeline is loaded:
 in one shared process the allocator reuses what an earlier job freed, so deltas there are not peaks), and
 the max absolute difference of the inverted and the edited latents between the peer and ``method="pix2pix_zero"``
 (our inversion uses ``allow_zero_roll=True`` — the peer's offsets — so the latents are comparable).
@@ -112,9 +112,11 @@ def _rss_mb() -> float:
 
 
 def _peak_rss_mb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    """This process's peak resident set (VmHWM). Not ``ru_maxrss``: Linux carries that over from the parent
+    across fork + exec, so a child would report the benchmark's own peak."""
+    with open("/proc/self/status") as fh:
+        line = next(line for line in fh if line.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024  # kB
 
 
 def run_job(pipe, kind: str, image, source, target, steps: int) -> dict:

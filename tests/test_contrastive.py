@@ -62,3 +62,10 @@ def test_mlp_heads_exist_before_forward_and_reuse_ids():
     again, _ = heads(feats, location_ids=ids)
     torch.testing.assert_close(out[0], again[0])
     torch.testing.assert_close(out[0].norm(dim=-1), torch.ones(2, 10))
+
+
+def test_every_public_name_of_the_package_resolves():
+    import zerocon
+
+    for name in zerocon.__all__:
+        assert getattr(zerocon, name) is not None, name

@@ -13,7 +13,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "ZeroconError": "zerocon.errors",
     "load_image": "zerocon.images",
-    "PatchNCELoss": "zerocon.contrastive",
+    "patch_nce_loss": "zerocon.contrastive",
+    "PatchSampleMLP": "zerocon.contrastive",
     "ZeroConPipeline": "zerocon.edit.pipeline",
 }
 

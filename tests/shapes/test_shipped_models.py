@@ -144,3 +144,24 @@ def test_colour_edit_changes_the_colour_and_keeps_the_background():
     )
     edited = read_scene(result.edit.convert("RGB").resize((64, 64)))
     assert edited.color == "blue" and edited.background == "gray"
+
+
+def test_assemble_from_the_shipped_bundle_alone_rebuilds_it(tmp_path):
+    """A run that trained nothing, assembled on the shipped bundle: every model and record comes from there."""
+    from safetensors.torch import load_file
+
+    from zerocon.edit.pipeline import ZeroConPipeline
+    from zerocon.shapes.assemble import assemble
+
+    (tmp_path / "run").mkdir()
+    out = assemble(tmp_path / "run", tmp_path / "bundle", base=SHAPES_DIR)
+    for part in ("unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors"):
+        rebuilt, shipped = load_file(out / "pipeline" / part), load_file(SHAPES_DIR / "pipeline" / part)
+        assert rebuilt.keys() == shipped.keys() and all(torch.equal(rebuilt[k], shipped[k]) for k in shipped)
+    record = json.loads((out / "metrics.json").read_text())
+    assert set(record["stages"]) >= {"clip", "vae", "unet", "blip"}
+    assert record["stages"]["unet"]["from_base_bundle"] and record["sources"]["pipeline/unet"].startswith(
+        "base"
+    )
+    pipe = ZeroConPipeline.from_pretrained(out / "pipeline")
+    assert pipe.has_captioner and pipe.config.caption_prefix == ""

@@ -307,7 +307,8 @@ def _captioner_name(pipe: Any, args: argparse.Namespace) -> str | None:
         return None
     if args.captioner not in ("auto", "none"):
         return args.captioner
-    return getattr(pipe.caption_generator, "name_or_path", None) or f"{args.model} (its own)"
+    own = Path(str(getattr(pipe.caption_generator, "name_or_path", "") or "")).name == "caption_generator"
+    return f"{args.model}/caption_generator" if own else DEFAULT_CAPTIONER
 
 
 # ---------------------------------------------------------------------- cache

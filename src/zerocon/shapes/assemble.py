@@ -72,24 +72,51 @@ def _where(path: Path, run: Path) -> str:
     return str(path.relative_to(run)) if path.is_relative_to(run) else str(path)
 
 
-def assemble(run_dir: str | os.PathLike, out: str | os.PathLike = SHAPES_DIR) -> Path:
+def assemble(
+    run_dir: str | os.PathLike, out: str | os.PathLike = SHAPES_DIR, base: str | os.PathLike | None = None
+) -> Path:
     """Build ``out/{pipeline,clip}``, ``out/metrics.json`` and ``out/example.png`` from a training run.
 
-    The pipeline's edit guidance scale starts at pix2pix-zero's 5; choose the model's own on ShapesBench's
-    tuning scenes afterwards with ``benchmarks/shapes_guidance.py --apply``."""
+    With ``base`` (a bundle folder, e.g. the shipped one), a stage the run did not train takes its model and
+    its ``metrics.json`` record from there, so a run may retrain only some models. ``out`` may be ``base``: the
+    new bundle is written beside it and swapped in. The pipeline's edit guidance scale starts at pix2pix-zero's
+    5; choose the model's own on ShapesBench's tuning scenes afterwards with ``benchmarks/shapes_guidance.py
+    --apply``."""
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import BlipForConditionalGeneration, BlipProcessor
 
     from zerocon.edit.pipeline import ZeroConPipeline
+    from zerocon.io import staged_folder
     from zerocon.shapes.train import load_text_encoder, sd_scheduler_config
 
     run, out = Path(run_dir), Path(out)
     stages = _stage_records(run)
-    clip_text_dir = _unet_text_encoder(run, stages)
-    clip_dir = _first(run / "clip_vision" / "model", run / "clip" / "model")
-    vae_dir = _first(run / "vae_decoder" / "model", run / "vae_fork", run / "vae" / "model")
-    unet_dir = _first(run / "unet" / "model")
-    blip_dir = _first(run / "blip" / "model")
+    fallback: dict[str, Path] = {}
+    if base is not None:
+        base = Path(base)
+        base_stages = json.loads((base / "metrics.json").read_text())["stages"]
+        for stage, record in base_stages.items():
+            if stage not in stages:
+                stages[stage] = {**record, "from_base_bundle": True}
+        pipeline = base / "pipeline"
+        fallback = {
+            "clip": base / "clip",
+            "text": pipeline,
+            "vae": pipeline / "vae",
+            "unet": pipeline / "unet",
+            "blip": pipeline / "caption_generator",
+            "blip_processor": pipeline / "caption_processor",
+        }
+    extra = lambda key: [fallback[key]] if key in fallback else []  # noqa: E731
+    trained_unet = "unet" in stages and not stages["unet"].get("from_base_bundle")
+    clip_text_dir = _unet_text_encoder(run, stages) if trained_unet else _first(*extra("text"))
+    clip_dir = _first(run / "clip_vision" / "model", run / "clip" / "model", *extra("clip"))
+    vae_dir = _first(run / "vae_decoder" / "model", run / "vae_fork", run / "vae" / "model", *extra("vae"))
+    unet_dir = _first(run / "unet" / "model", *extra("unet"))
+    blip_dir = _first(run / "blip" / "model", *extra("blip"))
+    processor_dir = (
+        blip_dir if (blip_dir / "preprocessor_config.json").is_file() else _first(*extra("blip_processor"))
+    )
 
     tokenizer, text_encoder = load_text_encoder(clip_text_dir)
     pipe = ZeroConPipeline(
@@ -99,32 +126,35 @@ def assemble(run_dir: str | os.PathLike, out: str | os.PathLike = SHAPES_DIR) ->
         unet=UNet2DConditionModel.from_pretrained(unet_dir),
         scheduler=DDIMScheduler(**sd_scheduler_config()),
         caption_generator=BlipForConditionalGeneration.from_pretrained(blip_dir),
-        caption_processor=BlipProcessor.from_pretrained(blip_dir),
+        caption_processor=BlipProcessor.from_pretrained(processor_dir),
         caption_prefix="",  # the ShapesWorld BLIP is trained on bare captions, with no text prompt
         # The world's vocabulary has none of the template words. Guidance scale and PatchNCE weight are chosen
         # afterwards on ShapesBench's tune split (benchmarks/shapes_guidance.py, benchmarks/shapes_tradeoff.py).
         edit_defaults={"use_templates": False},
     )
-    out.mkdir(parents=True, exist_ok=True)
-    for name in ("pipeline", "clip"):
-        shutil.rmtree(out / name, ignore_errors=True)
-    pipe.save_pretrained(out / "pipeline")
-    shutil.copytree(clip_dir, out / "clip")
 
-    write_json(
-        out / "metrics.json",
-        {
-            "stages": stages,
-            "sources": {
-                "pipeline/vae": _where(vae_dir, run),
-                "pipeline/text_encoder": _where(clip_text_dir, run),
-                "pipeline/unet": _where(unet_dir, run),
-                "pipeline/caption_generator": _where(blip_dir, run),
-                "clip": _where(clip_dir, run),
+    def where(path: Path) -> str:
+        if base is not None and path.resolve().is_relative_to(base.resolve()):
+            return f"base bundle: {path.resolve().relative_to(base.resolve())}"
+        return _where(path, run)
+
+    with staged_folder(out) as staging:
+        pipe.save_pretrained(staging / "pipeline")
+        shutil.copytree(clip_dir, staging / "clip")
+        write_json(
+            staging / "metrics.json",
+            {
+                "stages": stages,
+                "sources": {
+                    "pipeline/vae": where(vae_dir),
+                    "pipeline/text_encoder": where(clip_text_dir),
+                    "pipeline/unet": where(unet_dir),
+                    "pipeline/caption_generator": where(blip_dir),
+                    "clip": where(clip_dir),
+                },
             },
-        },
-    )
-    save_image_atomic(example_scene().pil(), out / "example.png")
+        )
+        save_image_atomic(example_scene().pil(), staging / "example.png")
     return out
 
 

@@ -29,25 +29,23 @@ def register(subparsers: Any, name: str) -> None:
     )
     assemble.add_argument("--run", default="runs/shapes", help="training run folder (default runs/shapes)")
     assemble.add_argument("--out", default=None, help="output folder (default: the package's assets/shapes)")
+    assemble.add_argument(
+        "--base",
+        default=None,
+        help="a bundle whose models (and records) fill the stages the run did not train (e.g. the shipped one)",
+    )
     assemble.set_defaults(func=_assemble)
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
     _register_more(sub)
 
 
 def _register_more(sub: Any) -> None:
-    """Sub-commands that import heavy modules (training, bench) register here."""
-    try:
-        from zerocon.shapes import train as _train
+    """Sub-commands that import heavy modules (training, bench) register here; a broken one fails loudly."""
+    from zerocon.shapes import bench as _bench
+    from zerocon.shapes import train as _train
 
-        _train.register(sub)
-    except ImportError:
-        pass
-    try:
-        from zerocon.shapes import bench as _bench
-
-        _bench.register(sub)
-    except ImportError:
-        pass
+    _train.register(sub)
+    _bench.register(sub)
 
 
 def _assemble(args: argparse.Namespace) -> int:
@@ -55,7 +53,7 @@ def _assemble(args: argparse.Namespace) -> int:
     from zerocon.shapes.assemble import assemble, bundle_size
     from zerocon.shapes.train import plot_curves
 
-    out = assemble(args.run, args.out or SHAPES_DIR)
+    out = assemble(args.run, args.out or SHAPES_DIR, base=args.base)
     plot_curves(args.run, out / "curves.png")
     print(f"wrote {out} ({bundle_size(out) / 2**20:.1f} MB)")
     return 0

@@ -201,7 +201,9 @@ def memory_probe(kind: str, folder: Path, size: int, steps: int) -> dict:
 def measure_memory(kind: str, folder: Path, size: int, steps: int, threads: int) -> dict:
     cmd = [sys.executable, __file__, "--memory-probe", kind, "--folder", str(folder), "--size", str(size)]
     cmd += ["--steps", str(steps), "--threads", str(threads)]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"memory probe of {kind} failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout)
 
 

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-NCE_TEMPERATURE = 0.07
-NUM_PATCHES = 256
+from zerocon.edit.config import NCE_TEMPERATURE, NUM_PATCHES  # the one (torch-free) definition
+
 _DIAGONAL_LOGIT = -10.0  # CUT's value for a query's logit against its own positive in the negative matrix
 
 

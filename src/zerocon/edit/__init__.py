@@ -11,11 +11,11 @@ from typing import Any
 
 _LAZY = {
     "ZeroConPipeline": "zerocon.edit.pipeline",
-    "EditConfig": "zerocon.edit.pipeline",
-    "EditResult": "zerocon.edit.pipeline",
-    "Inversion": "zerocon.edit.pipeline",
-    "METHODS": "zerocon.edit.pipeline",
-    "PatchNCEGuidance": "zerocon.edit.guidance",
+    "EditConfig": "zerocon.edit.config",
+    "EditResult": "zerocon.edit.outputs",
+    "Inversion": "zerocon.edit.outputs",
+    "METHODS": "zerocon.edit.config",
+    "PatchNCEGuidance": "zerocon.edit.config",
     "EditDirection": "zerocon.edit.directions",
     "automatic_direction": "zerocon.edit.directions",
     "direction_from_files": "zerocon.edit.directions",

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from zerocon.edit.captioning import DEFAULT_CAPTIONER
-from zerocon.edit.guidance import GRADIENT_SCALES
+from zerocon.edit.config import CROSS_ATTENTION_GUIDANCE_AMOUNT, GRADIENT_SCALES, NUM_PATCHES, check_method
 from zerocon.errors import ZeroconError
 from zerocon.io import staged_folder
 
@@ -79,7 +79,10 @@ def register(subparsers: Any, name: str) -> None:
             help="CFG with the caption as negative (default: the model's edit_defaults, 5 for SD)",
         )
         parser.add_argument(
-            "--xa-guidance", type=float, default=0.1, help="cross-attention guidance step (0.01 for SD 2.x)"
+            "--xa-guidance",
+            type=float,
+            default=CROSS_ATTENTION_GUIDANCE_AMOUNT,
+            help="cross-attention guidance step (0.01 for SD 2.x)",
         )
         parser.add_argument(
             "--nce-weight",
@@ -87,7 +90,7 @@ def register(subparsers: Any, name: str) -> None:
             default=None,
             help="PatchNCE weight of zerocon (default: the model's edit_defaults, 1 for SD)",
         )
-        parser.add_argument("--nce-patches", type=int, default=256, help="PatchNCE patches per layer")
+        parser.add_argument("--nce-patches", type=int, default=NUM_PATCHES, help="PatchNCE patches per layer")
         parser.add_argument(
             "--nce-scale",
             default="absolute",
@@ -154,18 +157,16 @@ def register(subparsers: Any, name: str) -> None:
 
 # ---------------------------------------------------------------------- settings and validation
 def _config(args: argparse.Namespace) -> Any:
-    from zerocon.edit.guidance import PatchNCEGuidance
-    from zerocon.edit.pipeline import METHODS, EditConfig
+    from zerocon.edit.config import METHODS, EditConfig, PatchNCEGuidance
 
-    method = getattr(args, "method", "zerocon")
-    if method not in METHODS:
-        raise ZeroconError(f"unknown method '{method}'; choose one of {', '.join(METHODS)}")
+    method = getattr(args, "method", METHODS[0])
+    check_method(method)
     if args.steps < 1:
         raise ZeroconError(f"--steps must be at least 1, got {args.steps}")
     try:
         nce = PatchNCEGuidance(
             weight=getattr(args, "nce_weight", None),
-            num_patches=getattr(args, "nce_patches", 256),
+            num_patches=getattr(args, "nce_patches", NUM_PATCHES),
             scale=getattr(args, "nce_scale", "absolute"),
             t_min=getattr(args, "nce_t_range", (0, 1000))[0],
             t_max=getattr(args, "nce_t_range", (0, 1000))[1],
@@ -176,7 +177,7 @@ def _config(args: argparse.Namespace) -> Any:
         method=method,
         num_inference_steps=args.steps,
         guidance_scale=args.guidance_scale,
-        cross_attention_guidance_amount=getattr(args, "xa_guidance", 0.1),
+        cross_attention_guidance_amount=getattr(args, "xa_guidance", CROSS_ATTENTION_GUIDANCE_AMOUNT),
         patch_nce=nce,
         allow_zero_roll=args.allow_zero_roll,
         use_templates=False if getattr(args, "no_templates", False) else None,  # None: the model's choice

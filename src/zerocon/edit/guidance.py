@@ -7,80 +7,21 @@ decoder ``attn1`` output of the guided pass (queries) against the same layer of 
 timestep (keys: positives at the same location, negatives at the other sampled locations), averaged over
 layers. Its defaults follow CDS (Nam et al., CVPR 2024), the published training-free use of PatchNCE inside a
 Stable Diffusion UNet: patch sizes 1 and 2, 256 patches, tau = 0.07. The pix2pix-zeroCon paper's own weight
-and timestep range are not public; the defaults below are this project's choice and are configurable.
+and timestep range are not public; the defaults (:class:`~zerocon.edit.config.PatchNCEGuidance`, defined with
+the other settings in :mod:`zerocon.edit.config` and imported here) are this project's choice and configurable.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import torch
 
-from zerocon.contrastive import NCE_TEMPERATURE, NUM_PATCHES, patch_nce_feature_loss
+from zerocon.contrastive import patch_nce_feature_loss
 from zerocon.edit.attention import tokens_to_map
+from zerocon.edit.config import GRADIENT_SCALES, PatchNCEGuidance
 
-GRADIENT_SCALES = ("absolute", "relative")
-"""What :attr:`PatchNCEGuidance.weight` multiplies (see there)."""
-
-
-@dataclass
-class PatchNCEGuidance:
-    """Settings of the patch-wise contrastive guidance of ``method="zerocon"``.
-
-    Attributes:
-        weight: multiplier of the PatchNCE term in the latent's gradient step (whose step size is
-            ``cross_attention_guidance_amount``). 0 disables the term; ``None`` leaves it to the model (its
-            ``edit_defaults``; 1 where it chooses nothing).
-        scale: what ``weight`` multiplies. ``"absolute"``: the PatchNCE loss, added to the cross-attention loss
-            (the gradient of the sum; how much that is depends on the model's feature sizes). ``"relative"``:
-            the PatchNCE gradient rescaled to the norm of the cross-attention gradient at that step, so the
-            weight is the contrastive push as a multiple of the cross-attention push on any model (costs a
-            second backward pass through the guided forward).
-        features: which UNet features; only ``"decoder_self_attention"`` (outputs of ``attn1`` in the
-            ``up_blocks``, as CDS) is implemented.
-        patch_sizes: average-pooling sizes of the feature maps before sampling (1 = raw locations).
-        num_patches: locations sampled per layer and patch size.
-        temperature: PatchNCE temperature tau.
-        t_min, t_max: the term is applied only at timesteps ``t_min <= t <= t_max`` (scheduler units,
-            0..num_train_timesteps); the default covers the whole trajectory like the cross-attention term.
-        seed: seed of the generator that samples patch locations; ``None`` draws it from the pipeline's
-            generator (so the same ``generator`` seed gives the same edit).
-    """
-
-    weight: float | None = None
-    scale: str = "absolute"
-    features: str = "decoder_self_attention"
-    patch_sizes: tuple[int, ...] = (1, 2)
-    num_patches: int = NUM_PATCHES
-    temperature: float = NCE_TEMPERATURE
-    t_min: int = 0
-    t_max: int = 1000
-    seed: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.scale not in GRADIENT_SCALES:
-            raise ValueError(
-                f"unknown PatchNCE scale {self.scale!r}; use one of {', '.join(GRADIENT_SCALES)}"
-            )
-        if self.features != "decoder_self_attention":
-            raise ValueError(f"unknown PatchNCE features {self.features!r}; use 'decoder_self_attention'")
-        if (
-            (self.weight is not None and self.weight < 0)
-            or self.num_patches < 1
-            or self.temperature <= 0
-            or not self.patch_sizes
-        ):
-            raise ValueError(
-                "PatchNCE guidance needs weight >= 0, num_patches >= 1, temperature > 0, patch sizes"
-            )
-        if self.t_min > self.t_max:
-            raise ValueError(f"PatchNCE timestep range is empty: t_min={self.t_min} > t_max={self.t_max}")
-        self.patch_sizes = tuple(int(p) for p in self.patch_sizes)
-
-    def active(self, timestep: int | float | torch.Tensor) -> bool:
-        t = float(timestep)
-        return bool(self.weight) and self.t_min <= t <= self.t_max
+__all__ = ["GRADIENT_SCALES", "PatchNCEGuidance", "guidance_gradient", "patch_nce_guidance_loss"]
 
 
 def patch_nce_guidance_loss(

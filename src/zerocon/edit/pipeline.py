@@ -19,19 +19,20 @@ What differs is how the work is done:
 (:class:`~zerocon.edit.guidance.PatchNCEGuidance`) to the cross-attention guidance in the same backward pass;
 ``method="word_swap"`` edits the embeddings without any guidance. :meth:`ZeroConPipeline.edit` runs the whole
 recipe on a photo: caption -> regularised DDIM inversion -> reference pass -> guided edit -> decode.
+
+The lock-step loop itself is :mod:`zerocon.edit.lockstep`; the settings (:class:`EditConfig`, :data:`METHODS`,
+:data:`EDIT_DEFAULTS`) live in the torch-free :mod:`zerocon.edit.config` and the output types in
+:mod:`zerocon.edit.outputs`; all are importable from here too.
 """
 
 from __future__ import annotations
 
-import copy
-import inspect
 import time
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
-import numpy as np
 import PIL.Image
 import torch
 from diffusers import (
@@ -43,56 +44,35 @@ from diffusers import (
 )
 from diffusers.image_processor import PipelineImageInput, VaeImageProcessor
 from diffusers.pipelines.pipeline_utils import StableDiffusionMixin
-from diffusers.pipelines.stable_diffusion.pipeline_output import StableDiffusionPipelineOutput
-from diffusers.utils import BaseOutput
 from transformers import BlipForConditionalGeneration, BlipProcessor, CLIPTextModel, CLIPTokenizer
 
-from zerocon.edit.attention import AttentionBook, StopForward, installed_processors
-from zerocon.edit.guidance import PatchNCEGuidance, guidance_gradient, patch_nce_guidance_loss
+from zerocon.edit.attention import installed_processors
+from zerocon.edit.config import (
+    CROSS_ATTENTION_GUIDANCE_AMOUNT,
+    EDIT_DEFAULTS,
+    METHODS,
+    EditConfig,
+    PatchNCEGuidance,
+    _model_choices,
+    check_method,
+)
 from zerocon.edit.inversion import regularize_noise
+from zerocon.edit.lockstep import check_finite, combine_cfg, new_state, run_lockstep_edit
+from zerocon.edit.outputs import EditResult, Inversion, ZeroConInversionOutput, ZeroConPipelineOutput
 from zerocon.edit.schedulers import ddim_schedulers, describe_scheduler, is_ddim
 from zerocon.errors import ZeroconError
 
-METHODS = ("word_swap", "pix2pix_zero", "zerocon")
-"""Edit methods: embeddings only; + cross-attention guidance; + PatchNCE guidance (default)."""
-EDIT_DEFAULTS: dict[str, Any] = {"guidance_scale": 5.0, "use_templates": True, "patch_nce_weight": 1.0}
-"""The :class:`EditConfig` settings a model may choose for itself (``edit_defaults`` in its model_index.json)
-and their values when it does not: pix2pix-zero's guidance and templates for real photos with Stable
-Diffusion, and PatchNCE weight 1 (``patch_nce_weight`` fills ``EditConfig.patch_nce.weight``)."""
-
-
-def _model_choices(model_config: Mapping[str, Any]) -> dict[str, Any]:
-    """:data:`EDIT_DEFAULTS` overridden by the model's own ``edit_defaults``."""
-    return {**EDIT_DEFAULTS, **(model_config.get("edit_defaults") or {})}
-
-
-@dataclass
-class ZeroConInversionOutput(BaseOutput):
-    """Result of :meth:`ZeroConPipeline.invert` (same fields as diffusers' ``Pix2PixInversionPipelineOutput``).
-
-    Attributes:
-        latents: the inverted noise x_T, (B, 4, h, w).
-        images: the decoded inverted latents (as diffusers does), or the latents for ``output_type="latent"``.
-    """
-
-    latents: torch.Tensor
-    images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
-
-
-@dataclass
-class ZeroConPipelineOutput(StableDiffusionPipelineOutput):
-    """``StableDiffusionPipelineOutput`` (``images``, ``nsfw_content_detected``) plus the reference pass.
-
-    Attributes:
-        reconstruction: the reference pass's result (the input rebuilt from its inversion), in the same
-            ``output_type`` as ``images``; ``None`` when not requested.
-        latents: the final latents of the edit.
-        reference_latents: the final latents of the reference pass.
-    """
-
-    reconstruction: list[PIL.Image.Image] | np.ndarray | torch.Tensor | None = None
-    latents: torch.Tensor | None = None
-    reference_latents: torch.Tensor | None = None
+__all__ = [
+    "EDIT_DEFAULTS",
+    "METHODS",
+    "EditConfig",
+    "EditResult",
+    "Inversion",
+    "PatchNCEGuidance",
+    "ZeroConInversionOutput",
+    "ZeroConPipeline",
+    "ZeroConPipelineOutput",
+]
 
 
 def _batch_size(prompt: str | list[str] | None, prompt_embeds: torch.Tensor | None) -> int:
@@ -104,35 +84,57 @@ def _batch_size(prompt: str | list[str] | None, prompt_embeds: torch.Tensor | No
     return prompt_embeds.shape[0]
 
 
-def _combine_cfg(noise: torch.Tensor, guidance_scale: float) -> torch.Tensor:
-    """Classifier-free guidance from a batch ordered (unconditional, conditional)."""
-    noise_uncond, noise_text = noise.chunk(2)
-    return noise_uncond + guidance_scale * (noise_text - noise_uncond)
-
-
 def _completes_step(i: int, num_timesteps: int, num_warmup_steps: int, order: int) -> bool:
     """Whether loop index ``i`` ends a scheduler step (progress bar and callback), as in diffusers."""
     return i == num_timesteps - 1 or ((i + 1) > num_warmup_steps and (i + 1) % order == 0)
 
 
-def _check_finite(latents: torch.Tensor, stage: str, index: int, timestep: Any) -> None:
-    if not torch.isfinite(latents).all():
-        raise ZeroconError(
-            f"the latent became NaN/Inf at {stage} step {index} (t={int(timestep)}); lower "
-            "cross_attention_guidance_amount / the PatchNCE weight (v-prediction models need ~0.01) or use float32"
-        )
+def _step_reporter(
+    progress_bar: Any,
+    callback: Callable[[int, int, torch.Tensor], None] | None,
+    callback_steps: int,
+    num_inference_steps: int,
+    scheduler: Any,
+    callback_scheduler: Any,
+) -> Callable[[int, Any, torch.Tensor], None]:
+    """What a diffusers loop does after index ``i`` of ``scheduler.timesteps``: advance the progress bar at
+    the end of each scheduler step and call ``callback(i // callback_scheduler.order, t, latents)`` every
+    ``callback_steps`` indices."""
+    num_timesteps = len(scheduler.timesteps)
+    num_warmup_steps = num_timesteps - num_inference_steps * scheduler.order
+    order, callback_order = scheduler.order, getattr(callback_scheduler, "order", 1)
+
+    def report(i: int, t: Any, latents: torch.Tensor) -> None:
+        if _completes_step(i, num_timesteps, num_warmup_steps, order):
+            progress_bar.update()
+            if callback is not None and i % callback_steps == 0:
+                callback(i // callback_order, t, latents)
+
+    return report
 
 
-def _scheduler_draws_noise(scheduler: Any, eta: float) -> bool:
-    """Whether ``scheduler.step`` consumes the generator (then the two passes cannot be interleaved without
-    changing which random numbers each pass receives)."""
-    params = set(inspect.signature(scheduler.step).parameters)
-    if "generator" not in params:
-        return False
-    name = type(scheduler).__name__
-    if name == "DDIMScheduler":
-        return eta > 0
-    return name not in ("PNDMScheduler", "LMSDiscreteScheduler", "EulerDiscreteScheduler")
+def _check_call_inputs(
+    prompt: Any, prompt_embeds: Any, source_embeds: Any, target_embeds: Any, callback_steps: Any
+) -> None:
+    """``__call__``'s argument checks (diffusers' messages)."""
+    if not isinstance(callback_steps, int) or callback_steps <= 0:
+        raise ValueError(f"`callback_steps` must be a positive integer, got {callback_steps!r}")
+    if source_embeds is None or target_embeds is None:
+        raise ValueError("`source_embeds` and `target_embeds` are both required")
+    if (prompt is None) == (prompt_embeds is None):
+        raise ValueError("give exactly one of `prompt` and `prompt_embeds`")
+    if prompt is not None and not isinstance(prompt, (str, list)):
+        raise ValueError(f"`prompt` must be a str or a list, got {type(prompt)}")
+
+
+def _patch_nce_for_model(
+    patch_nce: PatchNCEGuidance | None, model_config: Mapping[str, Any]
+) -> PatchNCEGuidance:
+    """``patch_nce`` (default settings when ``None``) with the model's weight when it leaves it to the model."""
+    if patch_nce is None or patch_nce.weight is None:
+        weight = float(_model_choices(model_config)["patch_nce_weight"])
+        patch_nce = replace(patch_nce or PatchNCEGuidance(), weight=weight)
+    return patch_nce
 
 
 class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
@@ -349,6 +351,25 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
             latents = latents.repeat(batch_size // latents.shape[0], 1, 1, 1)
         return latents
 
+    def _clean_latents(
+        self,
+        image: PipelineImageInput,
+        latents: torch.Tensor | None,
+        batch_size: int,
+        device: torch.device,
+        generator: torch.Generator | list[torch.Generator] | None,
+    ) -> torch.Tensor:
+        """The float32 VAE latents of ``image`` for ``invert`` (or the given clean ``latents``), one per prompt."""
+        if image is not None:
+            pixels = self.image_processor.preprocess(image)
+            latents = self.prepare_image_latents(pixels, batch_size, self.vae.dtype, device, generator)
+        else:
+            latents = self.prepare_image_latents(latents, batch_size, self.vae.dtype, device, generator)
+        latents = latents.float()
+        if image is not None and not torch.isfinite(latents).all():
+            raise ZeroconError("the VAE encoded the image to NaN/Inf latents; use float32 (--dtype float32)")
+        return latents
+
     def _decode(self, latents: torch.Tensor, output_type: str) -> Any:
         """Decode in the VAE's dtype; a half-precision VAE that overflows (non-finite pixels) decodes again in
         float32, as diffusers' ``upcast_vae`` does for SDXL."""
@@ -380,7 +401,7 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
         generator: torch.Generator | list[torch.Generator] | None = None,
         latents: torch.Tensor | None = None,
         prompt_embeds: torch.Tensor | None = None,
-        cross_attention_guidance_amount: float = 0.1,
+        cross_attention_guidance_amount: float = CROSS_ATTENTION_GUIDANCE_AMOUNT,
         output_type: str | None = "pil",
         return_dict: bool = True,
         callback: Callable[[int, int, torch.Tensor], None] | None = None,
@@ -417,14 +438,7 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
         self._warn_if_not_ddim(scheduler, inverse=True)
 
         # 2. Encode the image
-        if image is not None:
-            pixels = self.image_processor.preprocess(image)
-            latents = self.prepare_image_latents(pixels, batch_size, self.vae.dtype, device, generator)
-        else:
-            latents = self.prepare_image_latents(latents, batch_size, self.vae.dtype, device, generator)
-        latents = latents.float()
-        if image is not None and not torch.isfinite(latents).all():
-            raise ZeroconError("the VAE encoded the image to NaN/Inf latents; use float32 (--dtype float32)")
+        latents = self._clean_latents(image, latents, batch_size, device, generator)
 
         # 3. Encode the prompt
         prompt_embeds, negative_embeds = self.encode_prompt(
@@ -439,13 +453,15 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
         reg_generator = generator[0] if isinstance(generator, list) else generator
 
         # 5. Inversion loop with noise regularisation
-        num_warmup_steps = len(timesteps) - num_inference_steps * scheduler.order
         with self.progress_bar(total=num_inference_steps) as progress_bar:
+            report = _step_reporter(
+                progress_bar, callback, callback_steps, num_inference_steps, scheduler, self.scheduler
+            )
             for i, t in enumerate(timesteps):
                 model_input = torch.cat([latents] * 2) if do_cfg else latents
                 model_input = scheduler.scale_model_input(model_input, t)
                 noise_pred = self._unet(model_input, t, prompt_embeds, unet_kwargs)
-                noise_pred = _combine_cfg(noise_pred, guidance_scale) if do_cfg else noise_pred
+                noise_pred = combine_cfg(noise_pred, guidance_scale) if do_cfg else noise_pred
                 sample = model_input.chunk(2)[0] if do_cfg else model_input
                 if num_reg_steps > 0:
                     noise_pred = regularize_noise(
@@ -461,11 +477,8 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
                         allow_zero_roll=allow_zero_roll,
                     )
                 latents = scheduler.step(noise_pred, t, latents).prev_sample
-                _check_finite(latents, "inversion", i, t)
-                if _completes_step(i, len(timesteps), num_warmup_steps, scheduler.order):
-                    progress_bar.update()
-                    if callback is not None and i % callback_steps == 0:
-                        callback(i // getattr(self.scheduler, "order", 1), t, latents)
+                check_finite(latents, "inversion", i, t)
+                report(i, t, latents)
 
         inverted = latents.detach().clone()
         images = self._decode(latents, output_type)
@@ -492,14 +505,14 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
         latents: torch.Tensor | None = None,
         prompt_embeds: torch.Tensor | None = None,
         negative_prompt_embeds: torch.Tensor | None = None,
-        cross_attention_guidance_amount: float = 0.1,
+        cross_attention_guidance_amount: float = CROSS_ATTENTION_GUIDANCE_AMOUNT,
         output_type: str | None = "pil",
         return_dict: bool = True,
         callback: Callable[[int, int, torch.Tensor], None] | None = None,
         callback_steps: int | None = 1,
         cross_attention_kwargs: dict[str, Any] | None = None,
         clip_skip: int | None = None,
-        method: str = "zerocon",
+        method: str = METHODS[0],
         patch_nce: PatchNCEGuidance | None = None,
         return_reconstruction: bool = False,
         scheduler: Any = None,
@@ -527,34 +540,109 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
         deterministic schedulers; for schedulers that draw noise (e.g. DDIM with ``eta > 0``) the reference
         pass runs first, as in diffusers, so the generator is consumed in the same order.
         """
-        # 0. Spatial size
-        height = height or self.unet.config.sample_size * self.vae_scale_factor
-        width = width or self.unet.config.sample_size * self.vae_scale_factor
-
         # 1. Check inputs
-        if method not in METHODS:
-            raise ZeroconError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-        if not isinstance(callback_steps, int) or callback_steps <= 0:
-            raise ValueError(f"`callback_steps` must be a positive integer, got {callback_steps!r}")
-        if source_embeds is None or target_embeds is None:
-            raise ValueError("`source_embeds` and `target_embeds` are both required")
-        if (prompt is None) == (prompt_embeds is None):
-            raise ValueError("give exactly one of `prompt` and `prompt_embeds`")
-        if prompt is not None and not isinstance(prompt, (str, list)):
-            raise ValueError(f"`prompt` must be a str or a list, got {type(prompt)}")
-        if patch_nce is None or patch_nce.weight is None:
-            weight = float(_model_choices(self.config)["patch_nce_weight"])
-            patch_nce = replace(patch_nce or PatchNCEGuidance(), weight=weight)
+        check_method(method)
+        _check_call_inputs(prompt, prompt_embeds, source_embeds, target_embeds, callback_steps)
+        patch_nce = _patch_nce_for_model(patch_nce, self.config)
 
         # 2. Call parameters
+        height = height or self.unet.config.sample_size * self.vae_scale_factor
+        width = width or self.unet.config.sample_size * self.vae_scale_factor
         batch_size = _batch_size(prompt, prompt_embeds)
         device = self._execution_device
         do_cfg = guidance_scale > 1.0
-        user_kwargs = dict(cross_attention_kwargs or {})
         scheduler = scheduler or self.scheduler
         self._warn_if_not_ddim(scheduler)
 
-        # 3. Encode the prompt; the edited embeddings add the direction to the conditional half only
+        # 3. Encode the prompt, and the edited prompt: the direction added to the conditional half only
+        prompt_embeds, edit_embeds, num_cond = self._encode_edit_prompt(
+            prompt,
+            negative_prompt,
+            prompt_embeds,
+            negative_prompt_embeds,
+            source_embeds,
+            target_embeds,
+            num_images_per_prompt,
+            clip_skip,
+            do_cfg,
+            device,
+        )
+
+        # 4. Timesteps (the lock-step state gives the edit pass its own copy of the scheduler)
+        scheduler.set_timesteps(num_inference_steps, device=device)
+        timesteps = scheduler.timesteps
+
+        # 5. Starting latents (the inversion, or noise from `generator`), float32
+        shape_args = (batch_size * num_images_per_prompt, self.unet.config.in_channels, height, width)
+        latents = self.prepare_latents(*shape_args, torch.float32, device, generator, latents).float()
+
+        # 6. Reference pass and guided edit pass, in lock-step (zerocon.edit.lockstep)
+        state = new_state(
+            self._unet,
+            scheduler,
+            prompt_embeds,
+            edit_embeds,
+            num_cond,
+            method=method,
+            guidance_scale=guidance_scale,
+            cross_attention_guidance_amount=cross_attention_guidance_amount,
+            patch_nce=patch_nce,
+            generator=generator,
+            eta=eta,
+            extra_step_kwargs=self.prepare_extra_step_kwargs(generator, eta),
+            unet_kwargs=cross_attention_kwargs,
+            latent_hw=(latents.shape[-2], latents.shape[-1]),
+            device=device,
+            return_reconstruction=return_reconstruction,
+            guidance_stats=guidance_stats,
+        )
+        with installed_processors(self.unet), self.progress_bar(total=num_inference_steps) as progress_bar:
+            report = _step_reporter(
+                progress_bar, callback, callback_steps, num_inference_steps, scheduler, scheduler
+            )
+            edited, reference = run_lockstep_edit(state, latents, timesteps, report)
+
+        # 7. Decode
+        reference = reference if state.need_reference else None
+        return self._edit_output(edited, reference, output_type, return_dict, return_reconstruction)
+
+    def _edit_output(
+        self,
+        edited: torch.Tensor,
+        reference: torch.Tensor | None,
+        output_type: str,
+        return_dict: bool,
+        return_reconstruction: bool,
+    ) -> ZeroConPipelineOutput | tuple[Any, None]:
+        """``__call__``'s result: the decoded edit (and reconstruction, when asked) and the final latents."""
+        images = self._decode(edited, output_type)
+        reconstruction = self._decode(reference, output_type) if return_reconstruction else None
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return images, None
+        return ZeroConPipelineOutput(
+            images=images,
+            nsfw_content_detected=None,
+            reconstruction=reconstruction,
+            latents=edited,
+            reference_latents=reference,
+        )
+
+    def _encode_edit_prompt(
+        self,
+        prompt: str | list[str] | None,
+        negative_prompt: str | list[str] | None,
+        prompt_embeds: torch.Tensor | None,
+        negative_prompt_embeds: torch.Tensor | None,
+        source_embeds: torch.Tensor,
+        target_embeds: torch.Tensor,
+        num_images_per_prompt: int | None,
+        clip_skip: int | None,
+        do_cfg: bool,
+        device: torch.device,
+    ) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """The prompt's embeddings (with CFG: negative, then prompt), the edited embeddings (the direction
+        ``target_embeds - source_embeds`` added, in float32, to the conditional rows) and their number."""
         prompt_embeds, negative_prompt_embeds = self.encode_prompt(
             prompt,
             device,
@@ -569,184 +657,9 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
         if do_cfg:
             prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds])
         direction = self.construct_direction(source_embeds.float(), target_embeds.float()).to(device)
-        prompt_embeds_edit = prompt_embeds.to(torch.float32, copy=True)
-        prompt_embeds_edit[prompt_embeds.shape[0] - num_cond :] += direction
-        prompt_embeds_edit = prompt_embeds_edit.to(prompt_embeds.dtype)
-
-        # 4. Timesteps, one scheduler per trajectory (schedulers may keep per-trajectory state)
-        scheduler.set_timesteps(num_inference_steps, device=device)
-        timesteps = scheduler.timesteps
-        reference_scheduler = scheduler
-        edit_scheduler = copy.deepcopy(scheduler)
-
-        # 5. Starting latents (the inversion, or noise from `generator`)
-        latents = self.prepare_latents(
-            batch_size * num_images_per_prompt,
-            self.unet.config.in_channels,
-            height,
-            width,
-            torch.float32,
-            device,
-            generator,
-            latents,
-        ).float()
-        latent_hw = (latents.shape[-2], latents.shape[-1])
-        extra_step_kwargs = self.prepare_extra_step_kwargs(generator, eta)
-
-        # 6. What the guided step needs
-        use_xa = method in ("pix2pix_zero", "zerocon")
-        use_nce = method == "zerocon" and patch_nce.weight > 0
-        need_reference = use_xa or use_nce or return_reconstruction
-        book = AttentionBook(want_maps=use_xa, want_features=use_nce, stop_early=use_xa)
-        nce_generator = None
-        if use_nce:
-            seed = patch_nce.seed
-            if seed is None:
-                draw_from = generator[0] if isinstance(generator, list) else generator
-                seed = int(torch.randint(0, 2**62, (1,), generator=draw_from).item())
-            nce_generator = torch.Generator(device="cpu").manual_seed(seed)
-        lockstep = not _scheduler_draws_noise(scheduler, eta)
-
-        def unet(x: torch.Tensor, t: Any, embeds: torch.Tensor, mode: str) -> torch.Tensor:
-            book.start(mode)
-            return self._unet(x, t, embeds, {**user_kwargs, "book": book})
-
-        def cfg(noise: torch.Tensor) -> torch.Tensor:
-            return _combine_cfg(noise, guidance_scale) if do_cfg else noise
-
-        def expand(x: torch.Tensor, scheduler: Any, t: Any) -> torch.Tensor:
-            return scheduler.scale_model_input(torch.cat([x] * 2) if do_cfg else x, t)
-
-        # With the real-image recipe (negative prompt = the caption) both CFG halves of the reference pass
-        # get the same latent and the same text: compute one half and reuse it for the other.
-        halves_equal = do_cfg and torch.equal(prompt_embeds[:num_cond], prompt_embeds[num_cond:])
-
-        def reference_input(t: Any, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            if halves_equal:
-                return reference_scheduler.scale_model_input(x, t), prompt_embeds[num_cond:]
-            return expand(x, reference_scheduler, t), prompt_embeds
-
-        def reference_finish(i: int, t: Any, x: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
-            """Scheduler step of the reference pass from the UNet output ``raw`` recorded for step ``i``."""
-            if halves_equal:
-                for store in (book.reference_maps, book.reference_features):
-                    for name, value in store.items():
-                        store[name] = torch.cat([value, value])
-                noise = raw
-            else:
-                noise = cfg(raw)
-            x = reference_scheduler.step(noise, t, x, **extra_step_kwargs).prev_sample
-            _check_finite(x, "reference", i, t)
-            return x
-
-        def reference_step(i: int, t: Any, x: torch.Tensor) -> torch.Tensor:
-            model_input, embeds = reference_input(t, x)
-            return reference_finish(i, t, x, unet(model_input, t, embeds, "record"))
-
-        def guide(t: Any, x: torch.Tensor) -> torch.Tensor:
-            """The guided latent step: one gradient step of the losses on the CFG-doubled latent."""
-            x_in = expand(x, edit_scheduler, t).detach()
-            nce_on = use_nce and patch_nce.active(t)
-            xa_amount = cross_attention_guidance_amount if use_xa else 0.0
-            if (use_xa and xa_amount != 0) or nce_on:
-                x_var = x_in.clone().requires_grad_(True)
-                with torch.enable_grad():
-                    try:
-                        unet(x_var, t, prompt_embeds_edit.detach(), "compare")
-                    except StopForward:
-                        pass  # everything after the last cross-attention layer is not needed for the losses
-                    nce = None
-                    if nce_on:
-                        nce = patch_nce_guidance_loss(
-                            book.features, book.reference_features, latent_hw, patch_nce, nce_generator
-                        )
-                    xa = book.xa_loss if use_xa else None
-                    grad = guidance_gradient(xa, nce, x_var, patch_nce, guidance_stats)
-                    if grad is not None:
-                        x_in = x_in.add(grad, alpha=-xa_amount if use_xa else -1.0)
-                book.features = {}
-            return x_in
-
-        def edit_finish(i: int, t: Any, x_in: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-            x = x_in.chunk(2)[0] if do_cfg else x_in
-            x = edit_scheduler.step(cfg(noise), t, x, **extra_step_kwargs).prev_sample
-            _check_finite(x, "edit", i, t)
-            return x
-
-        def fused_forward(
-            t: Any, x_in: torch.Tensor, t_next: Any, reference_x: torch.Tensor
-        ) -> tuple[torch.Tensor, torch.Tensor]:
-            """One batched UNet call: the edit's noise at step t (after guidance) and the reference pass's
-            output at the next step (recorded). Both need no gradient; batching saves a pass's overhead."""
-            ref_in, ref_embeds = reference_input(t_next, reference_x)
-            num_edit = x_in.shape[0]
-            timesteps_batch = torch.cat(
-                [
-                    torch.as_tensor(t, device=device).reshape(1).expand(num_edit),
-                    torch.as_tensor(t_next, device=device).reshape(1).expand(ref_in.shape[0]),
-                ]
-            )
-            book.start("record")
-            book.record_from = num_edit
-            try:
-                out = self._unet(
-                    torch.cat([x_in, ref_in]),
-                    timesteps_batch,
-                    torch.cat([prompt_embeds_edit, ref_embeds]),
-                    {**user_kwargs, "book": book},
-                )
-            finally:
-                book.record_from = 0
-            return out[:num_edit], out[num_edit:]
-
-        # 7. Reference pass and guided edit pass
-        reference = latents.clone()
-        edited = latents.clone()
-        archive: dict[int, tuple[dict, dict]] = {}
-        pending: torch.Tensor | None = None
-        fuse = need_reference and lockstep
-        num_warmup_steps = len(timesteps) - num_inference_steps * scheduler.order
-        with installed_processors(self.unet), self.progress_bar(total=num_inference_steps) as progress_bar:
-            if need_reference and not lockstep:
-                # a scheduler that draws noise: the whole reference pass first (diffusers' order of draws)
-                for i, t in enumerate(timesteps):
-                    reference = reference_step(i, t, reference)
-                    archive[i] = (dict(book.reference_maps), dict(book.reference_features))
-            for i, t in enumerate(timesteps):
-                if fuse:
-                    if pending is None:
-                        reference = reference_step(i, t, reference)
-                    else:
-                        reference = reference_finish(i, t, reference, pending)
-                elif i in archive:
-                    maps, features = archive.pop(i)
-                    book.reference_maps, book.reference_features = maps, features
-                x_in = guide(t, edited)
-                if fuse and i + 1 < len(timesteps):
-                    noise, pending = fused_forward(t, x_in, timesteps[i + 1], reference)
-                else:
-                    noise = unet(x_in, t, prompt_embeds_edit, "off")
-                edited = edit_finish(i, t, x_in, noise)
-                if _completes_step(i, len(timesteps), num_warmup_steps, scheduler.order):
-                    progress_bar.update()
-                    if callback is not None and i % callback_steps == 0:
-                        callback(i // getattr(scheduler, "order", 1), t, edited)
-        book.reference_maps.clear()
-        book.reference_features.clear()
-
-        # 8. Decode
-        images = self._decode(edited, output_type)
-        reconstruction = self._decode(reference, output_type) if return_reconstruction else None
-        self.maybe_free_model_hooks()
-        if not return_dict:
-            return images, None
-        return ZeroConPipelineOutput(
-            images=images,
-            nsfw_content_detected=None,
-            reconstruction=reconstruction,
-            latents=edited,
-            reference_latents=reference if need_reference else None,
-        )
+        edit_embeds = prompt_embeds.to(torch.float32, copy=True)
+        edit_embeds[prompt_embeds.shape[0] - num_cond :] += direction
+        return prompt_embeds, edit_embeds.to(prompt_embeds.dtype), num_cond
 
     # ------------------------------------------------------------------ the whole recipe on a photo
     def prepare_image(self, image: Any) -> tuple[PIL.Image.Image, tuple[int, int]]:
@@ -857,8 +770,7 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
         from zerocon.edit.directions import EditDirection, automatic_direction, edited_caption, parse_target
 
         config = (config or EditConfig()).for_model(self.config)
-        if config.method not in METHODS:
-            raise ZeroconError(f"unknown method {config.method!r}; choose one of {', '.join(METHODS)}")
+        check_method(config.method)
         request = parse_target(target, source) if direction is None or target else None
         timings: dict[str, float] = {}
         resized, size = self.prepare_image(image)
@@ -918,111 +830,3 @@ def _output_size(size: tuple[int, int], side: int) -> tuple[int, int]:
     from zerocon.images import fit_size
 
     return fit_size(size, side, multiple=1)
-
-
-@dataclass
-class Inversion:
-    """A photo's inversion: x_T (1, c, h, w), the caption used as prompt and where it came from
-    (:meth:`ZeroConPipeline.caption_source`), the input's size and timings."""
-
-    latents: torch.Tensor
-    caption: str
-    input_size: tuple[int, int] = (0, 0)
-    timings: dict[str, float] = field(default_factory=dict)
-    caption_source: str = "given"
-
-
-@dataclass
-class EditConfig:
-    """Settings of :meth:`ZeroConPipeline.edit`; defaults are pix2pix-zero's for real images.
-
-    Attributes:
-        method: ``"zerocon"`` (default), ``"pix2pix_zero"`` or ``"word_swap"``.
-        num_inference_steps: DDIM steps of the inversion and of the edit (pix2pix-zero: 50).
-        guidance_scale: classifier-free guidance with the caption as negative prompt (``None``: the model's
-            choice, see :data:`EDIT_DEFAULTS`; pix2pix-zero's 5 for Stable Diffusion).
-        cross_attention_guidance_amount: step size of the latent's guidance step (pix2pix-zero real: 0.1;
-            use ~0.01 for v-prediction / SD 2.x models).
-        patch_nce: PatchNCE settings of ``"zerocon"``.
-        lambda_auto_corr, lambda_kl, num_reg_steps, num_auto_corr_rolls: inversion regularisation
-            (pix2pix-zero: 20, 20, 5, 5).
-        allow_zero_roll: diffusers' auto-correlation offsets in [0, H/2) instead of [1, H/2).
-        use_templates: add template sentence banks to word-swap directions (``None``: the model's choice;
-            yes for Stable Diffusion).
-        caption_prefix, caption_max_new_tokens: BLIP prompt prefix (``None``: the pipeline's own
-            ``caption_prefix``) and length.
-        template_caption: without a captioner, caption the input ``"a photo of a <source>"`` (the CLI's
-            ``--captioner none``); off, a missing captioner is an error.
-        seed: seed of the inversion's and the edit's generators (same seed, same image).
-    """
-
-    method: str = "zerocon"
-    num_inference_steps: int = 50
-    guidance_scale: float | None = None
-    cross_attention_guidance_amount: float = 0.1
-    patch_nce: PatchNCEGuidance = field(default_factory=PatchNCEGuidance)
-    lambda_auto_corr: float = 20.0
-    lambda_kl: float = 20.0
-    num_reg_steps: int = 5
-    num_auto_corr_rolls: int = 5
-    allow_zero_roll: bool = False
-    use_templates: bool | None = None
-    caption_prefix: str | None = None
-    caption_max_new_tokens: int = 40
-    template_caption: bool = False
-    seed: int = 0
-
-    def for_model(self, model_config: Mapping[str, Any]) -> EditConfig:
-        """This config with the settings it leaves to the model (``None``) filled from the model's
-        ``edit_defaults`` (``pipe.config``, or a model_index.json read with ``load_config``), else from
-        :data:`EDIT_DEFAULTS`."""
-        chosen = _model_choices(model_config)
-        weight = chosen.pop("patch_nce_weight")
-        patch_nce = self.patch_nce
-        if patch_nce.weight is None:
-            patch_nce = replace(patch_nce, weight=float(weight))
-        return replace(
-            self, patch_nce=patch_nce, **{k: v for k, v in chosen.items() if getattr(self, k) is None}
-        )
-
-    def inversion_key(self) -> dict[str, Any]:
-        """The settings an inversion depends on (for caching)."""
-        return {
-            "num_inference_steps": self.num_inference_steps,
-            "lambda_auto_corr": self.lambda_auto_corr,
-            "lambda_kl": self.lambda_kl,
-            "num_reg_steps": self.num_reg_steps,
-            "num_auto_corr_rolls": self.num_auto_corr_rolls,
-            "allow_zero_roll": self.allow_zero_roll,
-            "caption_prefix": self.caption_prefix,
-            "caption_max_new_tokens": self.caption_max_new_tokens,
-            "template_caption": self.template_caption,
-            "seed": self.seed,
-        }
-
-
-@dataclass
-class EditResult:
-    """What :meth:`ZeroConPipeline.edit` returns.
-
-    Attributes:
-        edit: the edited image (input aspect ratio).
-        reconstruction: the input rebuilt from its inversion without the edit (same size).
-        caption: the caption used as the inversion / reference prompt.
-        edited_caption: the caption after the word swap (or the target sentence).
-        direction: the edit direction used.
-        timings: seconds per stage (caption, inversion, direction, edit).
-        inverted_latents: x_T.
-        caption_source: ``"given"``, ``"captioner"`` or ``"template"``.
-        scheduler: the sampler used and the checkpoint's (:func:`~zerocon.edit.schedulers.describe_scheduler`).
-    """
-
-    edit: PIL.Image.Image
-    reconstruction: PIL.Image.Image
-    caption: str
-    edited_caption: str
-    direction: Any
-    timings: dict[str, float]
-    inverted_latents: torch.Tensor
-    caption_source: str = "given"
-    scheduler: dict[str, Any] = field(default_factory=dict)

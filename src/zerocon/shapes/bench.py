@@ -43,6 +43,7 @@ import torch
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
+from zerocon.edit.config import METHODS as EDIT_METHODS
 from zerocon.edit.schedulers import describe_scheduler
 from zerocon.errors import ZeroconError
 from zerocon.io import save_image_atomic, write_bytes, write_json
@@ -61,7 +62,8 @@ from zerocon.shapes.world import (
 TASKS = ("color", "shape", "both", "background")
 SPLITS = {"bench": BENCH_SEED, "tune": TUNE_SEED}
 """First scene seed of each split: ShapesBench's reported scenes, and the scenes for choosing settings."""
-METHODS = ("word_swap", "pix2pix_zero", "zerocon", "sdedit")
+METHODS = (*reversed(EDIT_METHODS), "sdedit")
+"""The bench's methods: the editor's, from the baseline up (word_swap, pix2pix_zero, zerocon), then SDEdit."""
 
 
 @dataclass

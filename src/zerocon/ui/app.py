@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from zerocon.edit.config import CROSS_ATTENTION_GUIDANCE_AMOUNT
 from zerocon.errors import ZeroconError
 from zerocon.ui.jobs import (
     METHODS,
@@ -238,7 +239,7 @@ def build_app(
                         placeholder="circle->square",
                         elem_id="edit-target",
                     )
-                    method = gr.Radio(list(METHODS), value="zerocon", label="Method", elem_id="edit-method")
+                    method = gr.Radio(list(METHODS), value=METHODS[0], label="Method", elem_id="edit-method")
                     with gr.Row():
                         steps = gr.Slider(
                             1,
@@ -259,7 +260,11 @@ def build_app(
                             label="Classifier-free guidance",
                         )
                         xa_guidance = gr.Slider(
-                            0, 0.5, value=0.1, step=0.01, label="Cross-attention guidance"
+                            0,
+                            0.5,
+                            value=CROSS_ATTENTION_GUIDANCE_AMOUNT,
+                            step=0.01,
+                            label="Cross-attention guidance",
                         )
                         contrastive = gr.Slider(
                             0,

@@ -17,19 +17,21 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from PIL import Image
 
+# METHODS: the editing methods offered in the Edit tab (the editor's own, from its settings module)
+from zerocon.edit.config import (
+    CROSS_ATTENTION_GUIDANCE_AMOUNT,
+    METHODS,
+    EditConfig,
+    PatchNCEGuidance,
+    check_method,
+)
 from zerocon.errors import ZeroconError
 from zerocon.images import load_image, side_by_side
 from zerocon.io import save_image_atomic, write_json
-
-if TYPE_CHECKING:
-    from zerocon.edit.pipeline import EditConfig
-
-METHODS = ("zerocon", "pix2pix_zero", "word_swap")
-"""The editing methods offered in the Edit tab (the editor's ``method`` argument)."""
 
 
 @dataclass
@@ -155,12 +157,12 @@ class EditSettings:
 
     target: str
     source: str | None = None
-    method: str = "zerocon"
+    method: str = METHODS[0]
     steps: int = 20
     seed: int = 0
     guidance_scale: float | None = None
     """``None``: the model's own (see :func:`model_edit_defaults`)."""
-    cross_attention_guidance_amount: float = 0.1
+    cross_attention_guidance_amount: float = CROSS_ATTENTION_GUIDANCE_AMOUNT
     contrastive_weight: float | None = None
     """``None``: the model's own PatchNCE weight."""
 
@@ -169,8 +171,7 @@ class EditSettings:
             raise ZeroconError(
                 "the target is empty: type a word swap like 'circle->square' or a full sentence"
             )
-        if self.method not in METHODS:
-            raise ZeroconError(f"unknown method '{self.method}'; choose one of {', '.join(METHODS)}")
+        check_method(self.method)
         if not 1 <= int(self.steps) <= config.max_steps:
             raise ZeroconError(f"steps must be between 1 and {config.max_steps}, got {self.steps}")
         for name in ("guidance_scale", "cross_attention_guidance_amount", "contrastive_weight"):
@@ -202,10 +203,10 @@ def load_editor(model: str, captioner: str = "auto", device: str = "auto", dtype
 
 
 def model_edit_defaults(model: str) -> EditConfig:
-    """The editor's :class:`~zerocon.edit.pipeline.EditConfig` for ``model`` with the settings its
+    """The editor's :class:`~zerocon.edit.config.EditConfig` for ``model`` with the settings its
     model_index.json chooses (``edit_defaults``: guidance scale, PatchNCE weight, ...) filled in, else
     pix2pix-zero's; also when the model is not available yet (its absence is reported when an edit loads it)."""
-    from zerocon.edit.pipeline import EditConfig, ZeroConPipeline
+    from zerocon.edit.pipeline import ZeroConPipeline
     from zerocon.models import resolve_model
 
     try:
@@ -228,10 +229,7 @@ def caption_of(editor: Any, image: Image.Image) -> str:
 
 
 def edit_config(settings: EditSettings) -> Any:
-    """The editor's :class:`~zerocon.edit.pipeline.EditConfig` for the page's settings."""
-    from zerocon.edit.guidance import PatchNCEGuidance
-    from zerocon.edit.pipeline import EditConfig
-
+    """The editor's :class:`~zerocon.edit.config.EditConfig` for the page's settings."""
     return EditConfig(
         method=settings.method,
         num_inference_steps=int(settings.steps),

@@ -62,12 +62,12 @@ def missing_weights_error(
 
 
 def set_edit_defaults(model: str | os.PathLike, **settings: object) -> Path:
-    """Make ``settings`` (keys of :data:`zerocon.edit.pipeline.EDIT_DEFAULTS`, e.g. ``guidance_scale``,
+    """Make ``settings`` (keys of :data:`zerocon.edit.config.EDIT_DEFAULTS`, e.g. ``guidance_scale``,
     ``patch_nce_weight``) the editor's own defaults for a local pipeline folder: they are written into its
     model_index.json's ``edit_defaults``, which ``zerocon edit``, the web app and ShapesBench read."""
     import json
 
-    from zerocon.edit.pipeline import EDIT_DEFAULTS
+    from zerocon.edit.config import EDIT_DEFAULTS
     from zerocon.io import write_json
 
     unknown = sorted(set(settings) - set(EDIT_DEFAULTS))

@@ -21,6 +21,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lpips-backbone", default=None)
     p.add_argument("--masks", default=None)
     p.add_argument("--segmenter", default=None)
+    p.add_argument(
+        "--captioner",
+        default="auto",
+        help="BLIP id or folder, or 'none' (captions 'a photo of a SOURCE'); auto: the model's own, else "
+        "Salesforce/blip-image-captioning-base, as the paper (default: %(default)s)",
+    )
     p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="float32", help="float32, float16 or bfloat16 (default: %(default)s)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "paper_cat2dog"))
     return p
 
@@ -126,9 +134,10 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     photos = image_folder(args.images, recursive=False)[: args.limit]
     check_model_available(args.model, args.download)
     nets = load_metric_networks(args, metrics)
-    from zerocon.edit.pipeline import EditConfig, ZeroConPipeline
+    from zerocon.edit.loading import load_edit_pipeline
+    from zerocon.edit.pipeline import EditConfig
 
-    pipe = ZeroConPipeline.from_pretrained(args.model).to(args.device)
+    pipe = load_edit_pipeline(args.model, captioner=args.captioner, device=args.device, dtype=args.dtype)
     pipe.set_progress_bar_config(disable=True)
 
     out = Path(args.out)
@@ -136,14 +145,17 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     captions: dict[str, str] = {}
     templates = not args.no_templates
     for index, photo in enumerate(photos):
-        base = EditConfig(num_inference_steps=args.steps, seed=args.seed, use_templates=templates)
+        base = EditConfig(
+            num_inference_steps=args.steps,
+            seed=args.seed,
+            use_templates=templates,
+            template_caption=args.captioner == "none",
+        )
         inversion = pipe.invert_image(photo, source=args.source, config=base)
         captions[photo.stem] = inversion.caption
         for method in methods:
             start = time.perf_counter()
-            config = EditConfig(
-                method=method, num_inference_steps=args.steps, seed=args.seed, use_templates=templates
-            )
+            config = replace(base, method=method)
             result = pipe.edit(
                 photo, target=args.target, source=args.source, config=config, inversion=inversion
             )

@@ -44,7 +44,7 @@ def test_protocol_on_tiny_models(tmp_path, tiny_nets, shared_data):
         mask.save(masks / src.name)
     out = tmp_path / "out"
     code = bench.main([
-        "--model", str(model), "--images", str(photos), "--steps", "1", "--no-templates", "--out", str(out),
+        "--model", str(model), "--images", str(photos), "--steps", "1", "--no-templates", "--captioner", "none", "--out", str(out),
         "--clip", str(tiny_nets["clip"]), "--dino", str(tiny_nets["dino"]),
         "--lpips-backbone", str(tiny_nets["lpips"]), "--masks", str(masks),
     ])  # fmt: skip

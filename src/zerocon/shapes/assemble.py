@@ -73,13 +73,18 @@ def _where(path: Path, run: Path) -> str:
 
 
 def assemble(
-    run_dir: str | os.PathLike, out: str | os.PathLike = SHAPES_DIR, base: str | os.PathLike | None = None
+    run_dir: str | os.PathLike,
+    out: str | os.PathLike = SHAPES_DIR,
+    base: str | os.PathLike | None = None,
+    half_weights: bool = False,
 ) -> Path:
     """Build ``out/{pipeline,clip}``, ``out/metrics.json`` and ``out/example.png`` from a training run.
 
     With ``base`` (a bundle folder, e.g. the shipped one), a stage the run did not train takes its model and
     its ``metrics.json`` record from there, so a run may retrain only some models. ``out`` may be ``base``: the
-    new bundle is written beside it and swapped in. The pipeline's edit guidance scale starts at pix2pix-zero's
+    new bundle is written beside it and swapped in. ``half_weights`` stores the UNet's and the VAE's weights in
+    float16 (half the bytes; ``from_pretrained`` loads them as float32 unless told otherwise), to keep the bundle
+    small; measure the shipped weights afterwards. The pipeline's edit guidance scale starts at pix2pix-zero's
     5; choose the model's own on ShapesBench's tuning scenes afterwards with ``benchmarks/shapes_guidance.py
     --apply``."""
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
@@ -138,6 +143,11 @@ def assemble(
             return f"base bundle: {path.resolve().relative_to(base.resolve())}"
         return _where(path, run)
 
+    if half_weights:
+        import torch
+
+        pipe.unet.to(torch.float16)
+        pipe.vae.to(torch.float16)
     with staged_folder(out) as staging:
         pipe.save_pretrained(staging / "pipeline")
         shutil.copytree(clip_dir, staging / "clip")

@@ -34,6 +34,11 @@ def register(subparsers: Any, name: str) -> None:
         default=None,
         help="a bundle whose models (and records) fill the stages the run did not train (e.g. the shipped one)",
     )
+    assemble.add_argument(
+        "--half-weights",
+        action="store_true",
+        help="store the UNet's and VAE's weights in float16 (loaded as float32)",
+    )
     assemble.set_defaults(func=_assemble)
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
     _register_more(sub)
@@ -53,7 +58,7 @@ def _assemble(args: argparse.Namespace) -> int:
     from zerocon.shapes.assemble import assemble, bundle_size
     from zerocon.shapes.train import plot_curves
 
-    out = assemble(args.run, args.out or SHAPES_DIR, base=args.base)
+    out = assemble(args.run, args.out or SHAPES_DIR, base=args.base, half_weights=args.half_weights)
     plot_curves(args.run, out / "curves.png")
     print(f"wrote {out} ({bundle_size(out) / 2**20:.1f} MB)")
     return 0

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from zerocon.io import emit_report
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "src" / "zerocon" / "assets" / "shapes" / "example.png"
 TARGET = "red->blue"
@@ -83,11 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         "seeds": len(runs),
         "runs": runs,
     }
-    if args.out:
-        from zerocon.io import write_json
-
-        write_json(args.out, report)
-    print(json.dumps(report, indent=2))
+    emit_report(report, args.out)
     return 0
 
 

@@ -12,13 +12,14 @@ Usage: ``python benchmarks/patch_nce_scale.py [--steps 10] [--out FILE.json]``; 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
 import torch
+
+from zerocon.io import emit_report
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -99,11 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             row = measure(str(folder), pil, "a photo of a cat", "a photo of a dog", args.steps)
             results.append({**row, "model": name})
     report = {"benchmark": "patch_nce_scale", "command": " ".join(["python", *sys.argv]), "results": results}
-    if args.out:
-        from zerocon.io import write_json
-
-        write_json(args.out, report)
-    print(json.dumps(report, indent=2))
+    emit_report(report, args.out)
     return 0
 
 

@@ -11,11 +11,12 @@ one JSON object.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
+
+from zerocon.io import emit_report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,11 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         **{f"{k}_acc": v / args.n for k, v in hits.items()},
         "mask_iou": round(float(np.mean(ious)), 4),
     }
-    if args.out:
-        from zerocon.io import write_json
-
-        write_json(args.out, report)
-    print(json.dumps(report, indent=2))
+    emit_report(report, args.out)
     return 0
 
 

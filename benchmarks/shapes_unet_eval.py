@@ -13,7 +13,6 @@ Usage: ``python benchmarks/shapes_unet_eval.py [PIPELINE] [--n 256] [--steps 50]
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from collections import Counter
@@ -21,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from zerocon.io import emit_report
 
 
 def _interval(hits: int, n: int) -> dict[str, float]:
@@ -113,13 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         "guidance_scale": args.guidance,
         **report,
     }
-    if args.out:
-        from zerocon.io import write_json
-
-        write_json(args.out, report)
     if args.grid:
         save_grid(samples, args.grid)
-    print(json.dumps(report, indent=2))
+    emit_report(report, args.out)
     return 0
 
 

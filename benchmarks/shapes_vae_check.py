@@ -12,12 +12,13 @@ one JSON object.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from zerocon.io import emit_report
 
 
 @torch.no_grad()
@@ -71,12 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"benchmark": "shapes_vae_check", "command": " ".join(["python", *sys.argv]), "vaes": []}
     for folder in args.vaes:
         report["vaes"].append(check(folder, args.n))
-    text = json.dumps(report, indent=2)
-    if args.out:
-        from zerocon.io import write_json
-
-        write_json(args.out, report)
-    print(text)
+    emit_report(report, args.out)
     return 0
 
 

@@ -53,6 +53,13 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
 
 
+def emit_report(report: dict[str, Any], out: str | os.PathLike | None = None) -> None:
+    """A benchmark's result: printed as JSON on stdout and, when ``out`` is given, written there atomically."""
+    if out is not None:
+        write_json(out, report)
+    print(json.dumps(report, indent=2))
+
+
 def save_image_atomic(image: Any, path: str | os.PathLike, **save_kwargs: Any) -> None:
     """Save a PIL image atomically; the format is taken from ``path``'s suffix."""
     path = Path(path)

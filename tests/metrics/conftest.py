@@ -19,5 +19,5 @@ def tiny_nets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "clip": nets.save_tiny_clip(folder),
         "dino": nets.save_tiny_dino(folder),
         "lpips": nets.save_lpips_backbone(folder),
-        "inception": nets.save_tiny_inception(folder),
+        "inception_torchscript": nets.save_tiny_inception(folder),
     }

@@ -145,7 +145,7 @@ def _domain_folders(root: Path) -> tuple[Path, Path]:
 def test_eval_translation_per_domain_and_mfid(tmp_path, tiny_nets, capsys):
     real, fake = _domain_folders(tmp_path)
     out = tmp_path / "trans"
-    args = ["eval", "translation", "--real", str(real), "--fake", str(fake), "--inception", str(tiny_nets["inception"]),
+    args = ["eval", "translation", "--real", str(real), "--fake", str(fake), "--inception-torchscript", str(tiny_nets["inception_torchscript"]),
             "--k", "3", "--out", str(out), "--name", "cut"]  # fmt: skip
     assert main(args) == 0
     data = json.loads((out / "metrics.json").read_text())
@@ -157,20 +157,25 @@ def test_eval_translation_per_domain_and_mfid(tmp_path, tiny_nets, capsys):
     assert "mFID ↓" in (out / "metrics.md").read_text()
     # a set against itself: FID ~ 0, SWD 0, full coverage
     same = tmp_path / "same"
-    args = ["eval", "translation", "--real", str(real), "--fake", str(real), "--inception", str(tiny_nets["inception"]),
+    args = ["eval", "translation", "--real", str(real), "--fake", str(real), "--inception-torchscript", str(tiny_nets["inception_torchscript"]),
             "--k", "3", "--out", str(same)]  # fmt: skip
     assert main(args) == 0
     metrics = json.loads((same / "metrics.json").read_text())["metrics"]
     assert abs(metrics["fid"]) < 1e-6 and metrics["swd"] == 0.0 and metrics["coverage"] == 1.0
 
 
-def test_eval_translation_without_inception_names_the_option(tmp_path, capsys):
+def test_eval_translation_without_inception_names_the_option(tmp_path, tiny_nets, capsys):
     real, fake = _domain_folders(tmp_path)
     assert (
         main(["eval", "translation", "--real", str(real), "--fake", str(fake), "--out", str(tmp_path / "o")])
         == 2
     )
     assert "--inception" in capsys.readouterr().err
+    # --inception takes weights only: a TorchScript file is refused, naming the explicit option
+    args = ["eval", "translation", "--real", str(real), "--fake", str(fake), "--out", str(tmp_path / "o"),
+            "--inception", str(tiny_nets["inception_torchscript"])]  # fmt: skip
+    assert main(args) == 2
+    assert "--inception-torchscript FILE" in capsys.readouterr().err
     # SWD alone needs no network
     assert main(["eval", "translation", "--real", str(real), "--fake", str(fake), "--metrics", "swd",
                  "--out", str(tmp_path / "o")]) == 0  # fmt: skip

@@ -1,4 +1,4 @@
-"""FID / KID / mFID against hand computations, and the TorchScript Inception loader."""
+"""FID / KID / mFID against hand computations; the weights-only Inception loader and the explicit TorchScript one."""
 
 from __future__ import annotations
 
@@ -9,7 +9,14 @@ from scipy import linalg
 from tiny_metric_nets import blob_image
 
 from zerocon.errors import ZeroconError
-from zerocon.metrics.fid import InceptionFeatures, frechet_distance, kernel_inception_distance, mean_fid
+from zerocon.metrics.fid import (
+    InceptionFeatures,
+    frechet_distance,
+    kernel_inception_distance,
+    load_inception,
+    mean_fid,
+)
+from zerocon.metrics.inception import FEATURES, FID_CLASSES, FIDInceptionV3
 
 
 def _features(n: int, d: int, seed: int, shift: float = 0.0) -> torch.Tensor:
@@ -90,21 +97,99 @@ def test_too_few_images_is_a_clear_error():
         frechet_distance(_features(1, 3, 0), _features(5, 3, 1))
 
 
-def test_torchscript_inception_file_loads_and_gives_features(tiny_nets):
-    features = InceptionFeatures.from_file(tiny_nets["inception"])
+@pytest.fixture(scope="module")
+def inception_state() -> dict[str, torch.Tensor]:
+    """Seeded weights for the full FID Inception-v3 (non-trivial batch-norm statistics), with its 1008-class
+    classifier, as in pytorch-fid's pt_inception-2015-12-05-6726825d.pth."""
+    torch.manual_seed(0)
+    state = FIDInceptionV3().state_dict()
+    generator = torch.Generator().manual_seed(1)
+    for key, value in state.items():
+        if key.endswith("running_mean"):
+            value.copy_(torch.randn(value.shape, generator=generator) * 0.1)
+        elif key.endswith("running_var"):
+            value.copy_(torch.rand(value.shape, generator=generator) + 0.5)
+    state["fc.weight"] = torch.randn(FID_CLASSES, FEATURES, generator=generator) * 0.01
+    state["fc.bias"] = torch.zeros(FID_CLASSES)
+    return state
+
+
+def _save_half(state: dict[str, torch.Tensor], path) -> None:
+    """torch.save in float16 (half the bytes to write; the loader casts to the network's float32)."""
+    torch.save({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, path)
+
+
+def test_state_dict_inception_loads_as_weights_and_gives_features(tmp_path, inception_state):
+    path = tmp_path / "pt_inception-2015-12-05.pth"
+    torch.save(inception_state, path)
+    features = InceptionFeatures.from_file(path)
+    loaded = features.net.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in inception_state.items() if not k.startswith("fc."))
+    images = [blob_image(48, 0), blob_image(70, 9).resize((90, 70))]
+    out = features(images)
+    assert out.shape == (2, FEATURES) and out.dtype == torch.float64 and torch.isfinite(out).all()
+    assert torch.allclose(out[:1], features(images[:1]), atol=1e-5)  # batching does not change features
+    # the same tensors as .safetensors load too (without the classifier, which features do not need)
+    from safetensors.torch import save_file
+
+    safe = tmp_path / "inception.safetensors"
+    save_file({k: v.half() for k, v in inception_state.items() if not k.startswith("fc.")}, str(safe))
+    again = InceptionFeatures.from_file(safe).net.state_dict()
+    assert torch.allclose(
+        again["Mixed_7c.branch_pool.conv.weight"], loaded["Mixed_7c.branch_pool.conv.weight"].half().float()
+    )
+
+
+def test_default_path_refuses_torchscript_and_names_the_explicit_option(tiny_nets):
+    with pytest.raises(ZeroconError) as error:
+        InceptionFeatures.from_file(tiny_nets["inception_torchscript"])
+    message = str(error.value)
+    assert "\n" not in message and "TorchScript" in message and "--inception-torchscript FILE" in message
+    with pytest.raises(ZeroconError, match="--inception-torchscript FILE"):
+        load_inception(weights=tiny_nets["inception_torchscript"])
+
+
+def test_torchscript_inception_loads_only_through_the_explicit_option(tiny_nets):
+    features = load_inception(torchscript=tiny_nets["inception_torchscript"])
     images = [blob_image(48, s) for s in range(3)] + [blob_image(70, 9).resize((90, 70))]
     out = features(images)
     assert out.shape == (4, 16) and out.dtype == torch.float64
     assert torch.equal(out[:2], features(images[:2]))  # batching does not change features
     assert frechet_distance(out, out) == pytest.approx(0.0, abs=1e-8)
+    with pytest.raises(ZeroconError, match="not both"):
+        load_inception(tiny_nets["inception_torchscript"], tiny_nets["inception_torchscript"])
+
+
+def test_inception_weights_that_do_not_fit_are_refused(tmp_path, inception_state):
+    path = tmp_path / "inception.pth"
+    broken = {k: v for k, v in inception_state.items() if not k.startswith("Mixed_6b.branch7x7_2.conv.")}
+    _save_half(broken, path)
+    with pytest.raises(ZeroconError, match=r"^--inception .*missing 1: Mixed_6b\.branch7x7_2\.conv\.weight"):
+        InceptionFeatures.from_file(path)
+    _save_half({**inception_state, "AuxLogits.fc.weight": torch.zeros(2)}, path)
+    with pytest.raises(ZeroconError, match=r"unexpected 1: AuxLogits\.fc\.weight"):
+        InceptionFeatures.from_file(path)
+    # torchvision's ImageNet Inception-v3 has the same layout and 1000 classes: not the FID network
+    _save_half(
+        {**inception_state, "fc.weight": torch.zeros(1000, FEATURES), "fc.bias": torch.zeros(1000)}, path
+    )
+    with pytest.raises(ZeroconError, match="1000 classes"):
+        InceptionFeatures.from_file(path)
 
 
 def test_missing_or_bad_inception_is_a_clear_error(tmp_path):
-    with pytest.raises(ZeroconError, match="--inception"):
+    with pytest.raises(ZeroconError, match="--inception FILE.*--inception-torchscript FILE"):
         InceptionFeatures.from_file(None)
     with pytest.raises(ZeroconError, match="no such file"):
-        InceptionFeatures.from_file(tmp_path / "inception-2015-12-05.pt")
+        InceptionFeatures.from_file(tmp_path / "pt_inception-2015-12-05.pth")
     bad = tmp_path / "bad.pt"
-    bad.write_bytes(b"not torchscript")
-    with pytest.raises(ZeroconError, match="not a TorchScript"):
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ZeroconError, match="not a weights-only"):
         InceptionFeatures.from_file(bad)
+    with pytest.raises(ZeroconError, match="--inception-torchscript .*not a TorchScript"):
+        InceptionFeatures.from_torchscript(bad)
+    # a pickle that needs code to rebuild (a whole module, not a state dict) is not unpickled
+    pickled = tmp_path / "module.pt"
+    torch.save(torch.nn.Linear(2, 2), pickled)
+    with pytest.raises(ZeroconError, match="not a weights-only"):
+        InceptionFeatures.from_file(pickled)

@@ -60,7 +60,7 @@ def test_missing_or_wrong_backbone_is_a_clear_error(tmp_path):
     with pytest.raises(ZeroconError, match="no such file"):
         load_lpips(tmp_path / "absent.pth")
     vgg_file = save_lpips_backbone(tmp_path, "vgg")
-    with pytest.raises(ZeroconError, match="right shapes"):
+    with pytest.raises(ZeroconError, match="does not match torchvision's AlexNet 'features.*' weights"):
         load_lpips(vgg_file, net="alex")
     with pytest.raises(ZeroconError, match="--lpips-heads"):
         load_lpips(save_lpips_backbone(tmp_path), heads=tmp_path / "nope.pth")

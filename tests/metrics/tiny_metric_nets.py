@@ -1,8 +1,9 @@
 """Tiny random networks for the metric tests, saved the way users' real networks are given.
 
 CLIP and DINO are saved with ``save_pretrained`` into folders (the ``--clip`` / ``--dino`` code path), the
-LPIPS backbone as a torchvision-layout ``.safetensors`` file (``--lpips-backbone``) and the Inception as a
-TorchScript file with the same call signature as ``inception-2015-12-05.pt`` (``--inception``). All weights
+LPIPS backbone as a torchvision-layout ``.safetensors`` file (``--lpips-backbone``) and a tiny Inception as a
+TorchScript file with the same call signature as ``inception-2015-12-05.pt`` (``--inception-torchscript``; the
+weights-only ``--inception`` path is tested with the full-size network in test_metrics_fid.py). All weights
 come from seeded generators.
 """
 

@@ -19,15 +19,19 @@ Diffusion repos hold no captioner)."""
 def load_captioner(name_or_path: str, dtype: torch.dtype | None = None) -> tuple[Any, Any]:
     """A ``BlipForConditionalGeneration`` and its ``BlipProcessor`` from a hub id (in the local cache when
     offline) or a folder, in ``dtype``. One that cannot be found is a one-line
-    :class:`~zerocon.errors.ZeroconError` naming ``--captioner`` and the way out."""
+    :class:`~zerocon.errors.ZeroconError` naming ``--captioner`` and the way out, and so is a checkpoint that
+    leaves weights missing or unused (see :mod:`zerocon.pretrained`): never a partly random captioner."""
     from transformers import BlipForConditionalGeneration, BlipProcessor
 
     from zerocon.models import missing_weights_error, resolve_model
+    from zerocon.pretrained import from_pretrained_strict
 
     location = resolve_model(name_or_path, option="--captioner")
     try:
         processor = BlipProcessor.from_pretrained(location)
-        model = BlipForConditionalGeneration.from_pretrained(location, dtype=dtype)
+        model = from_pretrained_strict(
+            BlipForConditionalGeneration, location, f"--captioner {name_or_path} (BLIP)", dtype=dtype
+        )
     except (OSError, ValueError) as exc:
         raise missing_weights_error(name_or_path, exc, option="--captioner") from exc
     model.requires_grad_(False)

@@ -3,7 +3,8 @@
 - :mod:`~zerocon.metrics.clip` — CLIP accuracy and CLIP score of edits (pix2pix-zero; torchmetrics' CLIPScore)
 - :mod:`~zerocon.metrics.lpips` — LPIPS v0.1 and background LPIPS (object masks: :mod:`~zerocon.metrics.masks`)
 - :mod:`~zerocon.metrics.structure` — DINO-ViT key self-similarity structure distance (Splice / PnP)
-- :mod:`~zerocon.metrics.fid` — Inception features, FID, KID, mFID
+- :mod:`~zerocon.metrics.fid` — Inception features, FID, KID, mFID (the network: :mod:`~zerocon.metrics.inception`,
+  filled from a weights-only file)
 - :mod:`~zerocon.metrics.prdc` — precision / recall / Density & Coverage
 - :mod:`~zerocon.metrics.swd` — sliced Wasserstein distance
 - :mod:`~zerocon.metrics.labels` — multi-hot label precision / recall / F1

@@ -1,7 +1,7 @@
 """``zerocon eval``: the papers' metrics from folders of results.
 
     zerocon eval edits --inputs DIR --outputs DIR --source cat --target dog [--masks DIR] --out DIR
-    zerocon eval translation --real DIR --fake DIR --inception FILE --out DIR
+    zerocon eval translation --real DIR --fake DIR --inception WEIGHTS_FILE --out DIR
     zerocon eval compare RUN1 RUN2 … --out DIR
 
 Each writes ``metrics.json``, ``metrics.md`` and ``metrics.png`` into ``--out``. ``--compare RUN …`` on
@@ -102,7 +102,16 @@ def register(subparsers: argparse._SubParsersAction, name: str) -> None:
     trans.add_argument(
         "--inception",
         default=None,
-        help="TorchScript Inception file inception-2015-12-05.pt (FID, KID, Density & Coverage)",
+        metavar="FILE",
+        help="FID Inception-v3 weights for FID, KID, Density & Coverage: pytorch-fid's state dict "
+        "pt_inception-2015-12-05-6726825d.pth or the same tensors as .safetensors (loaded as weights only)",
+    )
+    trans.add_argument(
+        "--inception-torchscript",
+        default=None,
+        metavar="FILE",
+        help="instead of --inception: a TorchScript Inception (inception-2015-12-05.pt of StyleGAN2-ADA / "
+        "clean-fid). Loading it EXECUTES CODE FROM THE FILE: give only a file you trust",
     )
     trans.add_argument("--k", type=int, default=5, help="nearest neighbours for Density & Coverage")
     trans.add_argument("--kid-subsets", type=int, default=100)
@@ -173,6 +182,7 @@ def run_translation(args: argparse.Namespace) -> int:
         fake=args.fake,
         metrics=args.metrics,
         inception=args.inception,
+        inception_torchscript=args.inception_torchscript,
         k=args.k,
         kid_subsets=args.kid_subsets,
         kid_subset_size=args.kid_subset_size,

@@ -87,7 +87,10 @@ class ClipEmbedder:
         def load(resolved: str) -> ClipEmbedder:
             from transformers import AutoProcessor, CLIPModel
 
-            model = CLIPModel.from_pretrained(resolved).to(device).eval()
+            from zerocon.pretrained import from_pretrained_strict
+
+            model = from_pretrained_strict(CLIPModel, resolved, f"{option} {name_or_path} (CLIP)")
+            model = model.to(device).eval()
             return cls(model=model, processor=AutoProcessor.from_pretrained(resolved))
 
         return load_pretrained(option, name_or_path, "CLIP", load)

@@ -177,7 +177,11 @@ class TranslationEvalConfig:
     fake: str | os.PathLike
     metrics: tuple[str, ...] = TRANSLATION_METRICS
     inception: str | None = None
-    """TorchScript Inception file (``inception-2015-12-05.pt``) for FID, KID, Density and Coverage."""
+    """FID Inception weights for FID, KID, Density and Coverage: a state dict (pytorch-fid's
+    ``pt_inception-2015-12-05-6726825d.pth``) or ``.safetensors``, loaded as weights only."""
+    inception_torchscript: str | None = None
+    """Instead of ``inception``: a TorchScript Inception (``inception-2015-12-05.pt``). Loading it executes code
+    from the file; give only a file you trust."""
     k: int = 5
     """Nearest neighbours for Density & Coverage (LANIT uses 5)."""
     kid_subsets: int = 100
@@ -213,9 +217,9 @@ def evaluate_translation(config: TranslationEvalConfig, features: Any = None) ->
     domains = _domains(Path(config.real), Path(config.fake), config.domains)
     needs_features = bool({"fid", "kid", "density", "coverage"} & set(metrics))
     if needs_features and features is None:
-        from zerocon.metrics.fid import InceptionFeatures
+        from zerocon.metrics.fid import load_inception
 
-        features = InceptionFeatures.from_file(config.inception)
+        features = load_inception(config.inception, config.inception_torchscript)
     per_domain: dict[str, dict[str, float]] = {}
     counts: dict[str, dict[str, int]] = {}
     for name, (real_dir, fake_dir) in domains.items():

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from zerocon.errors import ZeroconError
+from zerocon.pretrained import load_state_dict_strict, read_state_dict
 
 # LPIPS v0.1 input scaling layer constants (shift, scale) for [-1, 1] inputs
 _SHIFT = (-0.030, -0.088, -0.188)
@@ -127,19 +128,6 @@ def _unit(features: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
     return features / (features.pow(2).sum(dim=1, keepdim=True).sqrt() + eps)
 
 
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    state = torch.load(str(path), map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise ValueError(f"expected a state dict, got {type(state).__name__}")
-    return state
-
-
 def shipped_heads_path(net: str) -> Path | None:
     """The LPIPS v0.1 linear heads inside the installed torchmetrics wheel, or None if it is not installed."""
     try:
@@ -182,17 +170,16 @@ def load_lpips(
     if not backbone.is_file():
         raise ZeroconError(f"{option} {backbone}: no such file")
     try:
-        state = _read_state_dict(backbone)
+        state = read_state_dict(backbone)
     except Exception as exc:  # any unreadable file is the user's to fix
         raise ZeroconError(f"{option} {backbone}: not a readable weights file ({exc})") from exc
-    features = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
-    try:
-        model.features.load_state_dict(features, strict=True)
-    except RuntimeError as exc:
-        raise ZeroconError(
-            f"{option} {backbone}: does not hold torchvision {net} 'features.*' weights of the right shapes "
-            f"({str(exc).splitlines()[0]})"
-        ) from exc
+    # the classifier (torchvision's classifier.*) is not part of LPIPS; every features.* weight must fit
+    load_state_dict_strict(
+        _holder(features=model.features),
+        {k: v for k, v in state.items() if k.startswith("features.")},
+        f"{option} {backbone}",
+        model_name=f"torchvision's {'AlexNet' if net == 'alex' else 'VGG-16'} 'features.*' weights",
+    )
     heads_path = Path(heads).expanduser() if heads else shipped_heads_path(net)
     if heads_path is None or not heads_path.is_file():
         raise ZeroconError(
@@ -200,14 +187,25 @@ def load_lpips(
             f"--lpips-heads FILE{f' ({heads_path} not found)' if heads_path else ''}"
         )
     try:
-        head_state = _read_state_dict(heads_path)
-        for i, lin in enumerate(model.lins):
-            lin.weight.data.copy_(head_state[f"lin{i}.model.1.weight"].view_as(lin.weight))
-    except (KeyError, RuntimeError, ValueError, OSError) as exc:
-        raise ZeroconError(
-            f"--lpips-heads {heads_path}: not LPIPS v0.1 '{net}' linear heads ({exc})"
-        ) from exc
+        head_state = read_state_dict(heads_path)
+    except Exception as exc:  # any unreadable file is the user's to fix
+        raise ZeroconError(f"--lpips-heads {heads_path}: not a readable weights file ({exc})") from exc
+    # the reference code keeps head i as 'lin{i}.model' = (dropout, 1x1 conv): the files' key layout
+    reference = _holder(
+        **{f"lin{i}": _holder(model=nn.Sequential(nn.Dropout(), lin)) for i, lin in enumerate(model.lins)}
+    )
+    load_state_dict_strict(
+        reference, head_state, f"--lpips-heads {heads_path}", model_name=f"the LPIPS v0.1 '{net}' heads"
+    )
     return model
+
+
+def _holder(**children: nn.Module) -> nn.Module:
+    """A module whose state-dict keys put ``children`` under the given names (sharing, not copying, them)."""
+    holder = nn.Module()
+    for name, child in children.items():
+        holder.add_module(name, child)
+    return holder
 
 
 @torch.no_grad()

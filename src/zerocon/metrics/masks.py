@@ -66,7 +66,11 @@ class ClipSegSegmenter:
         def load(resolved: str) -> ClipSegSegmenter:
             from transformers import AutoProcessor, CLIPSegForImageSegmentation
 
-            model = CLIPSegForImageSegmentation.from_pretrained(resolved).eval()
+            from zerocon.pretrained import from_pretrained_strict
+
+            model = from_pretrained_strict(
+                CLIPSegForImageSegmentation, resolved, f"{option} {name_or_path} (CLIPSeg)"
+            ).eval()
             return cls(model=model, processor=AutoProcessor.from_pretrained(resolved), threshold=threshold)
 
         return load_pretrained(option, name_or_path, "CLIPSeg segmentation", load)

@@ -72,7 +72,14 @@ class DinoKeyExtractor:
         def load(resolved: str) -> DinoKeyExtractor:
             from transformers import AutoModel
 
-            model = AutoModel.from_pretrained(resolved).to(device).eval()
+            from zerocon.pretrained import from_pretrained_strict
+
+            # DINO checkpoints hold no pooler (ViTModel adds one); the keys are read before it, so it may stay
+            # random: every other weight must come from the checkpoint
+            model = from_pretrained_strict(
+                AutoModel, resolved, f"{option} {name_or_path} (DINO ViT)", allow_missing=("pooler.",)
+            )
+            model = model.to(device).eval()
             find_last_key_projection(model)  # fail now, with the option named, if it is not a ViT
             config = model.config
             return cls(model=model, image_size=int(config.image_size), patch_size=int(config.patch_size))

@@ -78,6 +78,8 @@ def set_edit_defaults(model: str | os.PathLike, **settings: object) -> Path:
     index_file = Path(resolve_model(model)) / "model_index.json"
     if not index_file.is_file():
         raise ZeroconError(f"a local pipeline folder with a model_index.json is needed, not {str(model)!r}")
+    if "patch_nce_weight" in settings and "patch_nce_scale" not in settings:
+        settings["patch_nce_scale"] = EDIT_DEFAULTS["patch_nce_scale"]  # a weight means nothing without it
     index = json.loads(index_file.read_text())
     index["edit_defaults"] = {**(index.get("edit_defaults") or {}), **settings}
     write_json(index_file, index)

@@ -178,9 +178,12 @@ def test_the_guidance_sweep_writes_its_choice_into_the_model_folder(tmp_path):
     from zerocon.models import set_edit_defaults
 
     set_edit_defaults(str(tmp_path), patch_nce_weight=30.0)
-    assert (
-        json.loads((tmp_path / "model_index.json").read_text())["edit_defaults"]["patch_nce_weight"] == 30.0
-    )
+    chosen = json.loads((tmp_path / "model_index.json").read_text())["edit_defaults"]
+    # a weight is written with the scale it was chosen on (a weight alone would be read as the old scale)
+    assert chosen["patch_nce_weight"] == 30.0 and chosen["patch_nce_scale"] == "relative"
+    set_edit_defaults(str(tmp_path), patch_nce_weight=3.0, patch_nce_scale="absolute")
+    chosen = json.loads((tmp_path / "model_index.json").read_text())["edit_defaults"]
+    assert chosen["patch_nce_weight"] == 3.0 and chosen["patch_nce_scale"] == "absolute"
     with pytest.raises(ZeroconError, match="unknown edit setting"):
         set_edit_defaults(str(tmp_path), guidance=1.0)
 

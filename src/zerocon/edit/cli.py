@@ -93,10 +93,11 @@ def register(subparsers: Any, name: str) -> None:
         parser.add_argument("--nce-patches", type=int, default=NUM_PATCHES, help="PatchNCE patches per layer")
         parser.add_argument(
             "--nce-scale",
-            default="absolute",
+            default=None,
             choices=GRADIENT_SCALES,
-            help="what --nce-weight multiplies: the PatchNCE loss (absolute) or its gradient sized to the "
-            "cross-attention gradient's norm (relative: the same meaning on every model)",
+            help="what --nce-weight multiplies: the PatchNCE gradient sized to the cross-attention gradient's "
+            "norm (relative: the same meaning on every model) or the PatchNCE loss (absolute) (default: the "
+            "model's edit_defaults, relative for SD)",
         )
         parser.add_argument("--nce-t-range", type=int, nargs=2, default=(0, 1000), metavar=("TMIN", "TMAX"))
     elif name == "invert":
@@ -167,7 +168,7 @@ def _config(args: argparse.Namespace) -> Any:
         nce = PatchNCEGuidance(
             weight=getattr(args, "nce_weight", None),
             num_patches=getattr(args, "nce_patches", NUM_PATCHES),
-            scale=getattr(args, "nce_scale", "absolute"),
+            scale=getattr(args, "nce_scale", None),
             t_min=getattr(args, "nce_t_range", (0, 1000))[0],
             t_max=getattr(args, "nce_t_range", (0, 1000))[1],
         )

@@ -23,10 +23,17 @@ CROSS_ATTENTION_GUIDANCE_AMOUNT = 0.1
 """Default step size of the latent's guidance step (pix2pix-zero for real images; ~0.01 suits v-prediction /
 SD 2.x models)."""
 
-EDIT_DEFAULTS: dict[str, Any] = {"guidance_scale": 5.0, "use_templates": True, "patch_nce_weight": 1.0}
+EDIT_DEFAULTS: dict[str, Any] = {
+    "guidance_scale": 5.0,
+    "use_templates": True,
+    "patch_nce_weight": 1.0,
+    "patch_nce_scale": "relative",
+}
 """The :class:`EditConfig` settings a model may choose for itself (``edit_defaults`` in its model_index.json)
 and their values when it does not: pix2pix-zero's guidance and templates for real photos with Stable
-Diffusion, and PatchNCE weight 1 (``patch_nce_weight`` fills ``EditConfig.patch_nce.weight``)."""
+Diffusion, and PatchNCE weight 1 on the relative scale (``patch_nce_weight`` / ``patch_nce_scale`` fill
+``EditConfig.patch_nce.weight`` / ``.scale``). A model whose ``edit_defaults`` set ``patch_nce_weight`` without
+``patch_nce_scale`` keeps the meaning its weight had when it was written: ``"absolute"``."""
 
 GRADIENT_SCALES = ("absolute", "relative")
 """What :attr:`PatchNCEGuidance.weight` multiplies (see there)."""
@@ -45,7 +52,23 @@ def check_method(method: str) -> None:
 
 def _model_choices(model_config: Mapping[str, Any]) -> dict[str, Any]:
     """:data:`EDIT_DEFAULTS` overridden by the model's own ``edit_defaults``."""
-    return {**EDIT_DEFAULTS, **(model_config.get("edit_defaults") or {})}
+    own = dict(model_config.get("edit_defaults") or {})
+    if "patch_nce_weight" in own and "patch_nce_scale" not in own:
+        own["patch_nce_scale"] = "absolute"  # the only scale there was when such a weight was chosen
+    return {**EDIT_DEFAULTS, **own}
+
+
+def patch_nce_for_model(
+    patch_nce: PatchNCEGuidance | None, model_config: Mapping[str, Any]
+) -> PatchNCEGuidance:
+    """``patch_nce`` (default settings when ``None``) with the weight and scale it leaves to the model."""
+    patch_nce = patch_nce or PatchNCEGuidance()
+    chosen = _model_choices(model_config)
+    if patch_nce.weight is None:
+        patch_nce = replace(patch_nce, weight=float(chosen["patch_nce_weight"]))
+    if patch_nce.scale is None:
+        patch_nce = replace(patch_nce, scale=str(chosen["patch_nce_scale"]))
+    return patch_nce
 
 
 @dataclass
@@ -55,12 +78,13 @@ class PatchNCEGuidance:
     Attributes:
         weight: multiplier of the PatchNCE term in the latent's gradient step (whose step size is
             ``cross_attention_guidance_amount``). 0 disables the term; ``None`` leaves it to the model (its
-            ``edit_defaults``; 1 where it chooses nothing).
-        scale: what ``weight`` multiplies. ``"absolute"``: the PatchNCE loss, added to the cross-attention loss
-            (the gradient of the sum; how much that is depends on the model's feature sizes). ``"relative"``:
-            the PatchNCE gradient rescaled to the norm of the cross-attention gradient at that step, so the
-            weight is the contrastive push as a multiple of the cross-attention push on any model (costs a
-            second backward pass through the guided forward).
+            ``edit_defaults``; :data:`EDIT_DEFAULTS` where it chooses nothing).
+        scale: what ``weight`` multiplies. ``"relative"``: the PatchNCE gradient rescaled to the norm of the
+            cross-attention gradient at that step, so the weight is the contrastive push as a multiple of the
+            cross-attention push on any model (costs a second backward pass through the guided forward).
+            ``"absolute"``: the PatchNCE loss, added to the cross-attention loss (the gradient of the sum; how
+            much that is depends on the model's feature sizes: the same weight pushes 3,000 times harder on
+            one model than on another). ``None`` leaves it to the model.
         features: which UNet features; only ``"decoder_self_attention"`` (outputs of ``attn1`` in the
             ``up_blocks``, as CDS) is implemented.
         patch_sizes: average-pooling sizes of the feature maps before sampling (1 = raw locations).
@@ -73,7 +97,7 @@ class PatchNCEGuidance:
     """
 
     weight: float | None = None
-    scale: str = "absolute"
+    scale: str | None = None
     features: str = "decoder_self_attention"
     patch_sizes: tuple[int, ...] = (1, 2)
     num_patches: int = NUM_PATCHES
@@ -83,7 +107,7 @@ class PatchNCEGuidance:
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        if self.scale not in GRADIENT_SCALES:
+        if self.scale is not None and self.scale not in GRADIENT_SCALES:
             raise ValueError(
                 f"unknown PatchNCE scale {self.scale!r}; use one of {', '.join(GRADIENT_SCALES)}"
             )
@@ -152,13 +176,8 @@ class EditConfig:
         ``edit_defaults`` (``pipe.config``, or a model_index.json read with ``load_config``), else from
         :data:`EDIT_DEFAULTS`."""
         chosen = _model_choices(model_config)
-        weight = chosen.pop("patch_nce_weight")
-        patch_nce = self.patch_nce
-        if patch_nce.weight is None:
-            patch_nce = replace(patch_nce, weight=float(weight))
-        return replace(
-            self, patch_nce=patch_nce, **{k: v for k, v in chosen.items() if getattr(self, k) is None}
-        )
+        own = {k: v for k, v in chosen.items() if not k.startswith("patch_nce_") and getattr(self, k) is None}
+        return replace(self, patch_nce=patch_nce_for_model(self.patch_nce, model_config), **own)
 
     def inversion_key(self) -> dict[str, Any]:
         """The settings an inversion depends on (for caching)."""

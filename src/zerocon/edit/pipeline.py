@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -53,8 +53,8 @@ from zerocon.edit.config import (
     METHODS,
     EditConfig,
     PatchNCEGuidance,
-    _model_choices,
     check_method,
+    patch_nce_for_model,
 )
 from zerocon.edit.inversion import regularize_noise
 from zerocon.edit.lockstep import check_finite, combine_cfg, new_state, run_lockstep_edit
@@ -125,16 +125,6 @@ def _check_call_inputs(
         raise ValueError("give exactly one of `prompt` and `prompt_embeds`")
     if prompt is not None and not isinstance(prompt, (str, list)):
         raise ValueError(f"`prompt` must be a str or a list, got {type(prompt)}")
-
-
-def _patch_nce_for_model(
-    patch_nce: PatchNCEGuidance | None, model_config: Mapping[str, Any]
-) -> PatchNCEGuidance:
-    """``patch_nce`` (default settings when ``None``) with the model's weight when it leaves it to the model."""
-    if patch_nce is None or patch_nce.weight is None:
-        weight = float(_model_choices(model_config)["patch_nce_weight"])
-        patch_nce = replace(patch_nce or PatchNCEGuidance(), weight=weight)
-    return patch_nce
 
 
 class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
@@ -543,7 +533,7 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
         # 1. Check inputs
         check_method(method)
         _check_call_inputs(prompt, prompt_embeds, source_embeds, target_embeds, callback_steps)
-        patch_nce = _patch_nce_for_model(patch_nce, self.config)
+        patch_nce = patch_nce_for_model(patch_nce, self.config)
 
         # 2. Call parameters
         height = height or self.unet.config.sample_size * self.vae_scale_factor

@@ -43,6 +43,7 @@ import torch
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
+from zerocon.edit.config import GRADIENT_SCALES
 from zerocon.edit.config import METHODS as EDIT_METHODS
 from zerocon.edit.schedulers import describe_scheduler
 from zerocon.errors import ZeroconError
@@ -86,6 +87,9 @@ class BenchConfig:
     nce_weight: float | None = None
     """Weight of zerocon's PatchNCE guidance (``None``: the model's own; the run records the value used).
     ``zerocon@W`` methods set their own."""
+    nce_scale: str | None = None
+    """What the PatchNCE weights multiply (``None``: the model's own; see
+    :class:`~zerocon.edit.config.PatchNCEGuidance`)."""
     model: str = "shapes"
     split: str = "bench"
     """``bench`` (the reported scenes) or ``tune`` (disjoint scenes for choosing settings)."""
@@ -240,6 +244,8 @@ def run_bench(cfg: BenchConfig, out: str | os.PathLike, progress: bool = True) -
         cfg = replace(cfg, guidance_scale=model_defaults.guidance_scale)
     if cfg.nce_weight is None:
         cfg = replace(cfg, nce_weight=model_defaults.patch_nce.weight)
+    if cfg.nce_scale is None:
+        cfg = replace(cfg, nce_scale=model_defaults.patch_nce.scale)
     nce_weights = {m: method_nce_weight(m, cfg.nce_weight) for m in cfg.methods}
     specs = bench_scenes(cfg.start + cfg.scenes, cfg.split)[cfg.start :]
     records: list[dict[str, Any]] = []
@@ -260,7 +266,7 @@ def run_bench(cfg: BenchConfig, out: str | os.PathLike, progress: bool = True) -
                     guidance_scale=cfg.guidance_scale,
                     seed=seed,
                     use_templates=False,
-                    patch_nce=PatchNCEGuidance(weight=nce_weights[m]),
+                    patch_nce=PatchNCEGuidance(weight=nce_weights[m], scale=cfg.nce_scale),
                 )
                 for m in cfg.methods
                 if m != "sdedit"
@@ -516,6 +522,12 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--nce-weight", type=float, default=None, help="zerocon's PatchNCE (default: the model's)"
     )
+    parser.add_argument(
+        "--nce-scale",
+        default=None,
+        choices=GRADIENT_SCALES,
+        help="what --nce-weight multiplies (default: the model's)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the CPU is shared)")
     parser.set_defaults(func=_bench_cmd)
 
@@ -538,6 +550,7 @@ def _bench_cmd(args: Any) -> int:
         sdedit_strength=args.sdedit_strength,
         guidance_scale=args.guidance_scale,
         nce_weight=args.nce_weight,
+        nce_scale=args.nce_scale,
         model=args.model,
         split=args.split,
     )

@@ -609,17 +609,19 @@ def generate(
     steps: int = 50,
     guidance_scale: float = 4.0,
     seed: int = 0,
+    latents: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Text-to-image with DDIM and classifier-free guidance; returns (N, 3, 64, 64) in [-1, 1]."""
+    """Text-to-image with DDIM and classifier-free guidance; returns (N, 3, 64, 64) in [-1, 1]. The initial
+    noise is drawn from ``seed`` unless ``latents`` gives it."""
     from diffusers import DDIMScheduler
 
     sched = DDIMScheduler(**sd_scheduler_config())
     sched.set_timesteps(steps)
     cond = encode_text(text_encoder, tokenizer, captions)
     uncond = encode_text(text_encoder, tokenizer, [""] * len(captions))
-    gen = torch.Generator().manual_seed(seed)
-    shape = (unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
-    latents = torch.randn((len(captions), *shape), generator=gen)
+    if latents is None:
+        shape = (unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
+        latents = torch.randn((len(captions), *shape), generator=torch.Generator().manual_seed(seed))
     for t in sched.timesteps:
         eps = unet(torch.cat([latents, latents]), t, torch.cat([uncond, cond])).sample
         e_u, e_c = eps.chunk(2)

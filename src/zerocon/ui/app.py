@@ -56,6 +56,13 @@ def _display(image: Any) -> Any:
     return image.resize((image.width * factor, image.height * factor), Image.NEAREST)
 
 
+def _patch_nce_label(scale: str | None) -> str:
+    """The PatchNCE slider's label, saying what its weight multiplies."""
+    if scale == "relative":
+        return "Contrastive (PatchNCE) weight, as a multiple of the cross-attention push"
+    return "Contrastive (PatchNCE) weight, on the PatchNCE loss"
+
+
 def _page_error(exc: BaseException) -> Exception:
     """The error shown in the page: a ZeroconError's own message, otherwise a short note (details in the log)."""
     import gradio as gr
@@ -129,7 +136,7 @@ def build_app(
         seed: float,
         guidance_scale: float,
         xa_guidance: float,
-        contrastive_weight: float,
+        patch_nce_weight: float,
         progress: gr.Progress = gr.Progress(track_tqdm=True),
     ) -> tuple[Any, ...]:
         try:
@@ -142,7 +149,7 @@ def build_app(
                 seed=int(seed),
                 guidance_scale=float(guidance_scale),
                 cross_attention_guidance_amount=float(xa_guidance),
-                contrastive_weight=float(contrastive_weight),
+                patch_nce_weight=float(patch_nce_weight),
             )
             settings.check(config)
             progress(0.0, desc="loading model")
@@ -270,8 +277,8 @@ def build_app(
                             0,
                             max(10.0, 2 * defaults.patch_nce.weight),
                             value=defaults.patch_nce.weight,
-                            step=0.1,
-                            label="Contrastive (PatchNCE) weight",
+                            step=0.05,
+                            label=_patch_nce_label(defaults.patch_nce.scale),
                         )
                     run = gr.Button("Edit", variant="primary", elem_id="edit-run")
                 with gr.Column(scale=2):

@@ -163,7 +163,7 @@ class EditSettings:
     guidance_scale: float | None = None
     """``None``: the model's own (see :func:`model_edit_defaults`)."""
     cross_attention_guidance_amount: float = CROSS_ATTENTION_GUIDANCE_AMOUNT
-    contrastive_weight: float | None = None
+    patch_nce_weight: float | None = None
     """``None``: the model's own PatchNCE weight."""
 
     def check(self, config: UIConfig) -> None:
@@ -174,7 +174,7 @@ class EditSettings:
         check_method(self.method)
         if not 1 <= int(self.steps) <= config.max_steps:
             raise ZeroconError(f"steps must be between 1 and {config.max_steps}, got {self.steps}")
-        for name in ("guidance_scale", "cross_attention_guidance_amount", "contrastive_weight"):
+        for name in ("guidance_scale", "cross_attention_guidance_amount", "patch_nce_weight"):
             if getattr(self, name) is None:
                 continue
             value = float(getattr(self, name))
@@ -236,7 +236,7 @@ def edit_config(settings: EditSettings) -> Any:
         guidance_scale=None if settings.guidance_scale is None else float(settings.guidance_scale),
         cross_attention_guidance_amount=float(settings.cross_attention_guidance_amount),
         patch_nce=PatchNCEGuidance(
-            weight=None if settings.contrastive_weight is None else float(settings.contrastive_weight)
+            weight=None if settings.patch_nce_weight is None else float(settings.patch_nce_weight)
         ),
         seed=int(settings.seed),
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,10 @@ _WRITABLE = {
 }
 
 
+def _rgb_pixels(width: int, height: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
 def _encode(mode: str, fmt: str, width: int, height: int, seed: int) -> bytes:
     rng = np.random.default_rng(seed)
     rgb = Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8), mode="RGB")
@@ -54,6 +59,8 @@ def _encode(mode: str, fmt: str, width: int, height: int, seed: int) -> bytes:
         image = Image.fromarray(rng.integers(-1000, 70000, (height, width), dtype=np.int32), mode="I")
     else:
         image = rgb.convert(mode)
+        if mode in ("RGBA", "LA"):  # varied transparency, so compositing is exercised
+            image.putalpha(Image.fromarray(rng.integers(0, 256, (height, width), dtype=np.uint8)))
     if mode not in _WRITABLE[fmt]:
         image = image.convert("RGB" if fmt != "GIF" else "P")
     buffer = io.BytesIO()
@@ -61,14 +68,36 @@ def _encode(mode: str, fmt: str, width: int, height: int, seed: int) -> bytes:
     return buffer.getvalue()
 
 
+@dataclass(frozen=True)
+class Made:
+    """How :func:`described_image_bytes` made its bytes (the oracle's knowledge of the file)."""
+
+    fmt: str
+    mode: str
+    width: int
+    height: int
+    seed: int
+    mutation: str
+
+    @property
+    def intact(self) -> bool:
+        return self.mutation == "none"
+
+    @property
+    def lossless_rgb(self) -> bool:
+        """Stored as the very RGB pixels of :func:`_rgb_pixels` (lossless format, RGB kept)."""
+        return self.mode == "RGB" and self.fmt in ("PNG", "BMP", "TIFF")
+
+
 @st.composite
-def image_bytes(draw: st.DrawFn) -> bytes:
-    """A valid encoded image of a random mode / format / size, possibly mutated afterwards."""
+def described_image_bytes(draw: st.DrawFn) -> tuple[bytes, Made]:
+    """A valid encoded image of a random mode / format / size, possibly mutated afterwards, and how."""
     fmt = draw(st.sampled_from(sorted(FORMATS)))
     mode = draw(st.sampled_from(MODES))
     width = draw(st.integers(1, 80))
     height = draw(st.integers(1, 80))
-    data = bytearray(_encode(mode, fmt, width, height, draw(st.integers(0, 2**16))))
+    seed = draw(st.integers(0, 2**16))
+    data = bytearray(_encode(mode, fmt, width, height, seed))
     mutation = draw(st.sampled_from(["none", "truncate", "flip", "splice", "header_only", "zero_fill"]))
     if mutation == "truncate" and len(data) > 1:
         data = data[: draw(st.integers(0, len(data) - 1))]
@@ -84,20 +113,55 @@ def image_bytes(draw: st.DrawFn) -> bytes:
     elif mutation == "zero_fill" and len(data) > 8:
         start = draw(st.integers(8, len(data) - 1))
         data[start:] = bytes(len(data) - start)
-    return bytes(data)
+    else:
+        mutation = "none"  # a mutation that could not apply to so short a file
+    return bytes(data), Made(fmt, mode, width, height, seed, mutation)
 
 
-def _check_contract(path: Path) -> None:
-    """load_image either returns an 8-bit RGB image of a plausible size or raises a one-line ZeroconError."""
+def image_bytes() -> st.SearchStrategy[bytes]:
+    """The bytes of :func:`described_image_bytes` alone."""
+    return described_image_bytes().map(lambda made: made[0])
+
+
+def reference_size(path: Path) -> tuple[int, int] | None:
+    """The oracle: the displayed (width, height) if Pillow by itself decodes every pixel of the file, else None.
+
+    Independent of ``load_image``: Pillow's open and full decode, and the EXIF orientation tag read directly
+    (values 5-8 are the transposing ones).
+    """
+    try:
+        with Image.open(path) as image:
+            image.load()
+            width, height = image.size
+            orientation = image.getexif().get(0x0112, 1)
+    except Exception:
+        return None
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+def _check_contract(path: Path, made: Made | None = None) -> None:
+    """load_image returns an 8-bit RGB image exactly when Pillow alone can decode the file and each side is at
+    least 32 (then with Pillow's size), and otherwise raises a one-line ZeroconError. For an unmutated file
+    the expectation comes from how it was made; lossless RGB pixels must come back unchanged."""
+    expected = reference_size(path)
+    if made is not None and made.intact:
+        assert expected == (made.width, made.height), "the reference decoder disagrees with the generator"
     try:
         image = load_image(path)
     except ZeroconError as exc:
         message = str(exc)
         assert message and "\n" not in message, f"error message must be one line: {message!r}"
+        assert expected is None or min(expected) < 32, f"a decodable {expected} image was refused: {message}"
+        if expected is not None:
+            assert "too small" in message, message
         return
-    assert image.mode == "RGB"
-    assert min(image.size) >= 32
-    np.asarray(image)  # the pixels are really there
+    assert expected is not None, "load_image accepted a file Pillow cannot decode"
+    assert min(expected) >= 32, f"an image of {expected} is too small to accept"
+    assert image.mode == "RGB" and image.size == expected
+    pixels = np.asarray(image)
+    assert pixels.dtype == np.uint8 and pixels.shape == (expected[1], expected[0], 3)
+    if made is not None and made.intact and made.lossless_rgb:
+        assert np.array_equal(pixels, _rgb_pixels(made.width, made.height, made.seed))
 
 
 FUZZ = settings(
@@ -109,12 +173,13 @@ FUZZ = settings(
 
 
 @FUZZ
-@given(data=image_bytes(), suffix=st.sampled_from([*FORMATS.values(), ".png", ".jpeg", ".txt", ""]))
-def test_mutated_images_only_raise_zerocon_error(data: bytes, suffix: str) -> None:
+@given(made=described_image_bytes(), suffix=st.sampled_from([*FORMATS.values(), ".png", ".jpeg", ".txt", ""]))
+def test_mutated_images_only_raise_zerocon_error(made: tuple[bytes, Made], suffix: str) -> None:
+    data, how = made
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"input{suffix}"
         path.write_bytes(data)
-        _check_contract(path)
+        _check_contract(path, how)
 
 
 @FUZZ
@@ -149,7 +214,27 @@ def test_in_memory_images_of_every_mode_and_size(mode: str, width: int, height: 
     except ZeroconError as exc:
         assert min(width, height) < 32 and "too small" in str(exc)
         return
+    assert min(width, height) >= 32, "an image below the minimum side was accepted"
     assert out.mode == "RGB" and out.size == (width, height)
+    got = np.asarray(out).astype(np.int64)
+    # reference conversions, written out per mode (not through load_image's converter)
+    if mode == "RGB":
+        assert np.array_equal(got, _rgb_pixels(width, height, 0))
+    elif mode in ("L", "I;16", "I", "F"):
+        assert (got == got[..., :1]).all(), "a one-channel image must become gray"
+        source = np.asarray(image, dtype=np.float64)
+        if mode == "L":
+            want = source
+        elif mode == "F":
+            want = np.round((source - source.min()) / (source.max() - source.min()) * 255)
+        else:  # 16-bit range (I;16, and I whose values pass 255) onto 0..255
+            want = np.clip(np.round(source * 255 / 65535), 0, 255)
+        assert np.abs(got[..., 0] - want).max() <= 1
+    elif mode == "RGBA":  # composited on white
+        rgba = np.asarray(image, dtype=np.float64)
+        alpha = rgba[..., 3:] / 255
+        want = rgba[..., :3] * alpha + 255 * (1 - alpha)
+        assert np.abs(got - want).max() <= 1
 
 
 def test_declared_huge_dimensions_are_rejected_before_decoding(tmp_path: Path) -> None:
@@ -177,9 +262,10 @@ def test_declared_huge_dimensions_are_rejected_before_decoding(tmp_path: Path) -
 @settings(
     max_examples=2000, deadline=5000, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
 )
-@given(data=image_bytes(), suffix=st.sampled_from(list(FORMATS.values())))
-def test_mutated_images_long_run(data: bytes, suffix: str) -> None:
+@given(made=described_image_bytes(), suffix=st.sampled_from(list(FORMATS.values())))
+def test_mutated_images_long_run(made: tuple[bytes, Made], suffix: str) -> None:
+    data, how = made
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"input{suffix}"
         path.write_bytes(data)
-        _check_contract(path)
+        _check_contract(path, how)

@@ -39,29 +39,31 @@ def _chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
 
-def _good(index: int, rng: np.random.Generator) -> tuple[str, bytes | Image.Image, dict]:
-    """A valid image of one of several kinds (mode, format, orientation, aspect)."""
+def _good(index: int, rng: np.random.Generator) -> tuple[str, Image.Image, dict, tuple[int, int]]:
+    """A valid image of one of several kinds (mode, format, orientation, aspect) and the (width, height) it is
+    displayed at: the oracle of every size check below."""
     width, height = int(rng.integers(40, 96)), int(rng.integers(40, 96))
     rgb = Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
     kind = index % 8
+    size = (width, height)
     if kind == 0:
-        return f"good_{index:03d}.png", rgb, {}
+        return f"good_{index:03d}.png", rgb, {}, size
     if kind == 1:
-        return f"good_{index:03d}.png", rgb.convert("L"), {}
+        return f"good_{index:03d}.png", rgb.convert("L"), {}, size
     if kind == 2:
-        return f"good_{index:03d}.png", rgb.convert("RGBA"), {}
+        return f"good_{index:03d}.png", rgb.convert("RGBA"), {}, size
     if kind == 3:
-        return f"good_{index:03d}.png", rgb.convert("P"), {}
+        return f"good_{index:03d}.png", rgb.convert("P"), {}, size
     if kind == 4:
         deep = Image.fromarray(rng.integers(0, 65536, (height, width), dtype=np.uint16))
-        return f"good_{index:03d}.png", deep, {}
+        return f"good_{index:03d}.png", deep, {}, size
     if kind == 5:
-        return f"good_{index:03d}.jpg", rgb, {"quality": 90}
+        return f"good_{index:03d}.jpg", rgb, {"quality": 90}, size
     if kind == 6:
         exif = Image.Exif()
-        exif[0x0112] = 6
-        return f"good_{index:03d}.jpg", rgb, {"exif": exif}
-    return f"good_{index:03d}.webp", rgb.resize((width * 2, height)), {}
+        exif[0x0112] = 6  # shown rotated by 90 degrees: width and height swap
+        return f"good_{index:03d}.jpg", rgb, {"exif": exif}, (height, width)
+    return f"good_{index:03d}.webp", rgb.resize((width * 2, height)), {}, (width * 2, height)
 
 
 def _bad(index: int, rng: np.random.Generator) -> tuple[str, bytes]:
@@ -93,29 +95,53 @@ def _bad(index: int, rng: np.random.Generator) -> tuple[str, bytes]:
     return f"bad_{index:03d}_header_only.jpg", b"\xff\xd8\xff\xe0\x00\x10JFIF\x00"
 
 
-def make_mixed_folder(folder: Path, good: int, bad: int, seed: int = 0) -> tuple[list[str], list[str]]:
-    """Write ``good`` valid and ``bad`` invalid image files into ``folder``; returns both name lists."""
+# why each kind of bad file is refused (its name says its kind)
+REASONS = {
+    "text": "not an image",
+    "random": "not an image",
+    "empty": "not an image",
+    "html": "not an image",
+    "truncated": "unreadable or truncated",
+    "crc": "unreadable or truncated",
+    "header_only": "unreadable or truncated",
+    "tiny": "too small",
+    "bomb": "too large",
+}
+
+
+def _reason(bad_name: str) -> str:
+    return REASONS[Path(bad_name).stem.split("_", 2)[2]]
+
+
+def make_mixed_folder(
+    folder: Path, good: int, bad: int, seed: int = 0
+) -> tuple[dict[str, tuple[int, int]], list[str]]:
+    """Write ``good`` valid and ``bad`` invalid image files into ``folder``; returns the good names with the
+    size each is displayed at, and the bad names."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
-    good_names, bad_names = [], []
+    good_sizes, bad_names = {}, []
     for i in range(good):
-        name, image, kw = _good(i, rng)
+        name, image, kw, size = _good(i, rng)
         image.save(folder / name, **kw)
-        good_names.append(name)
+        good_sizes[name] = size
     for i in range(bad):
         name, data = _bad(i, rng)
         (folder / name).write_bytes(data)
         bad_names.append(name)
-    return good_names, bad_names
+    return good_sizes, bad_names
 
 
 def test_the_mixed_folder_is_what_it_claims(tmp_path):
-    """The generator itself: every 'good' file loads, every 'bad' file is refused by the image loader."""
+    """The generator and the loader agree: every 'good' file loads at the size it was made to be shown at,
+    every 'bad' file is refused for the reason of its kind."""
     good, bad = make_mixed_folder(tmp_path, good=16, bad=18)
-    for name in good:
-        assert load_image(tmp_path / name).mode == "RGB"
+    assert len(set(good.values())) > 8  # varied sizes, so a size mix-up cannot pass unnoticed
+    for name, size in good.items():
+        image = load_image(tmp_path / name)
+        assert image.mode == "RGB" and image.size == size, name
     for name in bad:
-        with pytest.raises(ZeroconError):
+        with pytest.raises(ZeroconError, match=_reason(name)):
             load_image(tmp_path / name)
 
 
@@ -131,6 +157,7 @@ def _summary_lines(stderr: str, bad: list[str]) -> list[str]:
     for name in bad:
         naming = [line for line in lines if name in line]
         assert len(naming) == 1, f"{name} is named on {len(naming)} lines of the summary: {naming}"
+        assert _reason(name) in naming[0], f"{name}: the summary does not say why: {naming[0]}"
     return lines
 
 
@@ -160,8 +187,8 @@ def test_cut_translate_folder_of_100_mixed_files(tmp_path):
     assert len(_summary_lines(done.stderr, bad)) == len(bad)
     written = sorted(p.name for p in out.iterdir())
     assert written == sorted(f"{Path(n).stem}.png" for n in good)
-    for name in good:  # CUT keeps each input's size (EXIF rotation honoured)
-        assert Image.open(out / f"{Path(name).stem}.png").size == load_image(folder / name).size
+    for name, size in good.items():  # CUT keeps each input's displayed size (EXIF rotation honoured)
+        assert Image.open(out / f"{Path(name).stem}.png").size == size, name
     _no_partial_files(out)
 
 

@@ -35,12 +35,31 @@ def test_truncated_png(tmp_path):
         load_image(path)
 
 
-@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "LA", "CMYK", "1"])
-def test_modes_are_converted(tmp_path, mode):
+GRAY = round(0.299 * 200 + 0.587 * 30 + 0.114 * 30)  # ITU-R 601 luma of (200, 30, 30): 81
+
+
+@pytest.mark.parametrize(
+    ("mode", "mean", "tolerance"),
+    [
+        ("L", (GRAY,) * 3, 0),
+        ("RGBA", (200, 30, 30), 0),  # opaque: the colour itself
+        ("P", (200, 30, 30), 3),  # dithered onto the web palette: right on average
+        ("LA", (GRAY,) * 3, 0),
+        ("CMYK", (200, 30, 30), 2),  # JPEG
+        ("1", (GRAY,) * 3, 5),  # dithered black and white
+    ],
+)
+def test_modes_are_converted(tmp_path, mode, mean, tolerance):
     image = Image.new("RGB", (40, 40), (200, 30, 30)).convert(mode)
     path = _save(tmp_path, f"x_{mode}.{'jpg' if mode == 'CMYK' else 'png'}", image)
     out = load_image(path)
     assert out.mode == "RGB" and out.size == (40, 40)
+    pixels = np.asarray(out, dtype=float).reshape(-1, 3)
+    assert np.abs(pixels.mean(0) - mean).max() <= tolerance, pixels.mean(0)
+    if mode in ("L", "LA", "1"):  # gray stays gray
+        assert (pixels == pixels[:, :1]).all()
+    if mode == "1":
+        assert set(np.unique(pixels)) == {0.0, 255.0}
 
 
 def test_sixteen_bit_png_is_rescaled(tmp_path):

@@ -65,13 +65,13 @@ class Regression(TrainableMethod):
         return {"method": "toy", "preset": "default"}
 
 
-def _train(run, steps, resume=False, **kw):
+def _train(run, steps, resume=False, seed=0, **kw):
     method = Regression(**kw)
     trainer = Trainer(
         method,
         Points(),
         run,
-        TrainConfig(steps=steps, batch_size=2, checkpoint_every=3, sample_every=5, log_every=1),
+        TrainConfig(steps=steps, batch_size=2, seed=seed, checkpoint_every=3, sample_every=5, log_every=1),
         progress=False,
     )
     if resume:
@@ -81,9 +81,13 @@ def _train(run, steps, resume=False, **kw):
 
 
 def test_same_seed_same_weights(tmp_path):
+    initial = Regression().net.weight.clone()  # every run starts from these weights
     a, _ = _train(tmp_path / "a", 6)
     b, _ = _train(tmp_path / "b", 6)
-    assert torch.equal(a.net.weight, b.net.weight)
+    c, _ = _train(tmp_path / "c", 6, seed=1)
+    assert not torch.equal(a.net.weight, initial)  # the run really trained
+    assert torch.equal(a.net.weight, b.net.weight) and torch.equal(a.net.bias, b.net.bias)
+    assert not torch.equal(a.net.weight, c.net.weight)  # the seed sets the data order and the noise
 
 
 def test_resume_matches_uninterrupted_bit_for_bit(tmp_path):

@@ -1,5 +1,6 @@
 """`accelerate launch` with two CPU processes trains a tiny CUT and both ranks end with identical weights."""
 
+import json
 import os
 import subprocess
 import sys
@@ -19,10 +20,12 @@ cfg = tiny("cut")
 model = CUTModel(cfg, total_steps=3, seed=0)
 data = UnpairedDataset({a!r}, {b!r}, cfg.size, cfg.resolved_load_size)
 trainer = Trainer(model, data, {run!r}, TrainConfig(steps=3, checkpoint_every=3, sample_every=3), progress=False)
+def flat():
+    return torch.cat([p.detach().flatten() for n in ("G", "D", "F") for p in model.networks()[n].parameters()])
+initial = flat().clone()
 trainer.train()
 rank = trainer.accelerator.process_index
-flat = torch.cat([p.detach().flatten() for n in ("G", "D", "F") for p in model.networks()[n].parameters()])
-torch.save(flat, {run!r} + f"/rank{{rank}}.pt")
+torch.save({{"initial": initial, "final": flat()}}, {run!r} + f"/rank{{rank}}.pt")
 """
 
 
@@ -45,5 +48,8 @@ def test_two_cpu_processes_end_with_identical_parameters(tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     r0, r1 = torch.load(run / "rank0.pt", weights_only=True), torch.load(run / "rank1.pt", weights_only=True)
-    assert torch.equal(r0, r1)
-    assert (run / "checkpoint" / "config.json").is_file()
+    assert torch.equal(r0["initial"], r1["initial"])  # the same seeded start on both ranks
+    assert not torch.equal(r0["initial"], r0["final"])  # the three steps really trained
+    assert torch.equal(r0["final"], r1["final"])  # and the averaged gradients kept the ranks in step
+    config = json.loads((run / "checkpoint" / "config.json").read_text())
+    assert config["world_size"] == 2 and config["step"] == 3

@@ -6,13 +6,14 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from cut_helpers import tiny, toy_domains
+from cut_helpers import toy_domains
 from PIL import Image
 
 from zerocon.cli import main
 from zerocon.cut.data import SingleImageDataset, UnpairedDataset, resolve_domains
 from zerocon.cut.translate import CUTTranslator, pad_to_multiple
 from zerocon.errors import ZeroconError
+from zerocon.io import load_checkpoint
 
 TINY_ARGS = ["--size", "32", "--load-size", "36", "--ngf", "8", "--ndf", "8", "--n-blocks", "2"]
 TINY_ARGS += ["--num-patches", "16", "--no-progress", "--sample-every", "2", "--checkpoint-every", "2"]
@@ -172,6 +173,7 @@ def test_cli_run_writes_samples_plot_checkpoint_and_resumes(trained_run):
     assert (trained_run / "samples" / "step_000002.png").is_file() and (trained_run / "losses.png").is_file()
     config = json.loads((trained_run / "checkpoint" / "config.json").read_text())
     assert config["method"]["method"] == "cut" and config["method"]["preset"] == "cut" and config["step"] == 2
+    before, _ = load_checkpoint(trained_run / "checkpoint")
     data = trained_run.parent / "data"
     assert (
         main(
@@ -189,5 +191,12 @@ def test_cli_run_writes_samples_plot_checkpoint_and_resumes(trained_run):
         )
         == 0
     )
-    assert json.loads((trained_run / "checkpoint" / "config.json").read_text())["step"] == 3
-    assert tiny().preset == "cut"
+    resumed = json.loads((trained_run / "checkpoint" / "config.json").read_text())
+    assert resumed["step"] == 3 and resumed["method"]["preset"] == "cut"
+    # the resumed run carries the first run's history on, and its one extra step really trained
+    assert [h["step"] for h in resumed["history"]] == [2, 3]
+    assert resumed["history"][0] == config["history"][0]
+    assert (trained_run / "samples" / "step_000003.png").is_file()
+    after, _ = load_checkpoint(trained_run / "checkpoint")
+    weights = [k for k in before["networks"] if k.startswith("G.") and k.endswith(".weight")]
+    assert weights and any(not torch.equal(before["networks"][k], after["networks"][k]) for k in weights)

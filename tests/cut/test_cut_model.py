@@ -92,9 +92,6 @@ def test_nce_loss_uses_the_shared_patchnce_and_matches_hand_computation(monkeypa
     loss = model.nce_loss(q_feats, k_feats, torch.Generator().manual_seed(3))
     assert len(calls) == 4
     # by hand: the same locations, the heads, normalisation, the softmax over 1 positive + 4 negatives
-    ids = [
-        contrastive.sample_locations(36, 5, g) for g in [torch.Generator().manual_seed(3)] for _ in range(1)
-    ]
     g = torch.Generator().manual_seed(3)
     total = 0.0
     for head, q, k in zip(model.netF.heads, q_feats, k_feats):
@@ -108,7 +105,7 @@ def test_nce_loss_uses_the_shared_patchnce_and_matches_hand_computation(monkeypa
             neg += math.exp(-10.0 / 0.07)  # the masked diagonal, as in the reference
             layer += -math.log(pos / (pos + neg))
         total += layer / 5
-    assert ids and float(loss) == pytest.approx(total / 4, rel=1e-5)
+    assert float(loss) == pytest.approx(total / 4, rel=1e-5)
 
 
 @pytest.mark.parametrize("name", ["cut", "fastcut"])
@@ -188,11 +185,59 @@ def test_interrupted_and_resumed_equals_uninterrupted_bit_for_bit(name, tmp_path
     assert full.optG.param_groups[0]["lr"] == resumed.optG.param_groups[0]["lr"]
 
 
-def test_step_context_records_losses_of_every_term():
+def test_step_returns_every_loss_term_and_backpropagates_through_the_context():
+    """The losses a CUT step reports are the ones it checks and back-propagates through its StepContext:
+    D = (D_real + D_fake) / 2 and G = G_GAN + (NCE + NCE_Y) / 2, each named, and every optimizer steps."""
+
+    class Accelerator:
+        device = torch.device("cpu")
+        num_processes = 1
+
+        def __init__(self):
+            self.backward_values = []
+
+        def backward(self, loss):
+            self.backward_values.append(float(loss.detach()))
+            loss.backward()
+
+    class Trainer:
+        def __init__(self):
+            self.checked = []
+
+        def check_finite(self, losses, step):
+            self.checked.extend((name, float(value.detach()), step) for name, value in losses.items())
+
     model = CUTModel(tiny("cut"))
-    out = model.train_step(_batch(), speed_module().context(0, torch.Generator().manual_seed(0)))
+    before = _state(model)
+    accelerator, trainer = Accelerator(), Trainer()
+    ctx = StepContext(
+        step=4, generator=torch.Generator().manual_seed(0), accelerator=accelerator, trainer=trainer
+    )
+    stepped = []
+
+    def recording(opt):
+        step = opt.step
+
+        def wrapped(*args, **kwargs):
+            stepped.append(opt)
+            return step(*args, **kwargs)
+
+        return wrapped
+
+    for opt in model.optimizers().values():
+        opt.step = recording(opt)
+    out = model.train_step(_batch(), ctx)
     assert set(out) == {"D_real", "D_fake", "G_GAN", "NCE", "NCE_Y"}
-    assert isinstance(StepContext, type)
+    assert all(isinstance(v, float) and math.isfinite(v) for v in out.values())
+    assert [(name, step) for name, _, step in trainer.checked] == [("D", 4), ("G", 4)]
+    loss_d, loss_g = (value for _, value, _ in trainer.checked)
+    assert accelerator.backward_values == [loss_d, loss_g]
+    assert loss_d == pytest.approx(0.5 * (out["D_real"] + out["D_fake"]), rel=1e-6)
+    assert loss_g == pytest.approx(out["G_GAN"] + 0.5 * (out["NCE"] + out["NCE_Y"]), rel=1e-6)
+    assert stepped == [model.optD, model.optG, model.optF]
+    after = _state(model)
+    for net in ("G", "D", "F"):  # every network was updated by its optimizer
+        assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith(net + ".")), net
 
 
 def test_nce_gradient_of_one_image_equals_its_gradient_inside_a_batch():

@@ -243,14 +243,18 @@ def test_translator_and_cli(tiny_clip, tiny_clip_dir, tmp_path, permissive):
     x = torch.rand(2, 3, 16, 16) * 2 - 1
     out = translator.latent(x, ["red", "square"], samples=3, generator=torch.Generator().manual_seed(0))
     assert out.shape == (2, 3, 3, 16, 16) and not torch.allclose(out[:, 0], out[:, 1])
-    with torch.no_grad():
-        y = torch.tensor([[1.0, 0, 0, 1, 0]]).expand(2, -1)
-        z = torch.randn(2, 8, generator=torch.Generator().manual_seed(0))
     ref = translator.reference(x, x[:1], ["blue"])
-    assert ref.shape == (2, 3, 16, 16)
+    assert ref.shape == (2, 3, 16, 16) and bool(torch.isfinite(ref).all())
+    assert torch.equal(ref, translator.reference(x, x[:1], ["blue"]))  # no randomness in reference mode
+    # the output follows the reference's style: another reference image, or other domain words, change it
+    assert (ref - translator.reference(x, x[1:], ["blue"])).abs().mean() > 1e-2
+    assert (ref - translator.reference(x, x[:1], ["red", "square"])).abs().mean() > 1e-2
+    # one style for the whole batch: each image is translated as it would be alone
+    torch.testing.assert_close(ref[1:], translator.reference(x[1:], x[:1], ["blue"]), rtol=1e-5, atol=1e-5)
     labels = translator.reference_labels(x)  # CLIP + the run's EMA prompts
     assert labels.shape == (2, 5) and bool((labels.sum(1) >= 1).all())
-    del y, z
+    assert set(labels.flatten().tolist()) <= {0.0, 1.0}
+    assert all(translator.words_of(row) for row in labels)
     image = tmp_path / "in.png"
     Image.new("RGB", (40, 40), (200, 30, 30)).save(image)
     assert main(["lanit", "translate", "--checkpoint", str(tmp_path / "run"), str(image), "--to", "blue,circle",

@@ -209,5 +209,9 @@ def test_tradeoff_script_averages_tasks_per_method(tmp_path):
     assert point["edit_acc"] == 0.5  # both tasks
     assert point["mask_iou"] == 0.8 and point["bg_err"] == 0.01  # the object-keeping task only
     module.plot({"λ=100": point}, tmp_path / "plot.png")
-    assert (tmp_path / "plot.png").stat().st_size > 0
+    from PIL import Image
+
+    with Image.open(tmp_path / "plot.png") as plotted:  # a whole PNG at the figure's 5.5 x 4 in, 110 dpi
+        plotted.load()
+        assert plotted.format == "PNG" and plotted.size == (605, 440)
     assert point["method"] == "zerocon" and point["nce_weight"] == 100.0  # the label's weight, not the run's

@@ -75,7 +75,7 @@ def test_edit_settings_are_checked():
         (EditSettings(target="x", method="magic"), "unknown method 'magic'"),
         (EditSettings(target="x", steps=31), "steps must be between 1 and 30"),
         (EditSettings(target="x", guidance_scale=float("nan")), "guidance_scale must be"),
-        (EditSettings(target="x", contrastive_weight=-1), "contrastive_weight must be"),
+        (EditSettings(target="x", patch_nce_weight=-1), "patch_nce_weight must be"),
     ]:
         with pytest.raises(ZeroconError, match=match):
             bad.check(config)
@@ -102,60 +102,116 @@ def test_model_cache_loads_once_even_when_raced():
 
 
 class InvertingEditor:
-    """A test double with ZeroConPipeline's edit() signature: the 'edit' is the photo's negative."""
+    """A test double with ZeroConPipeline's edit() signature. Its 'edit' is the top-left quarter of the photo's
+    negative and its 'reconstruction' the photo mirrored, so each written file can be traced to its source."""
 
     caption_generator = "a captioner"
 
-    def __init__(self):
+    def __init__(self, caption="  a red circle on a gray background\n", fail=None):
         self.calls = []
+        self.caption = caption
+        self.fail = fail
 
     def generate_caption(self, image):
-        return "a red circle on a gray background"
+        if self.fail is not None:
+            raise self.fail
+        return self.caption
 
     def edit(
         self, image, target=None, source=None, caption=None, direction=None, config=None, inversion=None
     ):
         self.calls.append(dict(target=target, caption=caption, config=config))
+        if self.fail is not None:
+            raise self.fail
         return SimpleNamespace(
-            edit=ImageOps.invert(image),
-            reconstruction=image,
-            caption=caption or "auto",
-            edited_caption=(caption or "auto").replace("circle", "square"),
-            direction=SimpleNamespace(describe=lambda: {"kind": "word_swap"}),
-            timings={"inversion": 0.5, "edit": 0.25},
+            edit=ImageOps.invert(image).crop((0, 0, image.width // 2, image.height // 2)),
+            reconstruction=ImageOps.mirror(image),
+            caption=caption or "an automatic caption",
+            edited_caption="an edited caption",
+            direction=SimpleNamespace(describe=lambda: {"kind": "word_swap", "bank": Path("/banks/x.txt")}),
+            timings={"inversion": 0.123456, "edit": 2},
         )
 
 
-def test_run_edit_writes_every_output_and_the_record(tmp_path):
+def _random_image(width=56, height=40):
+    return Image.fromarray(np.random.default_rng(0).integers(0, 255, (height, width, 3), dtype=np.uint8))
+
+
+def test_run_edit_passes_the_page_settings_and_writes_every_output_and_the_record(tmp_path):
     editor = InvertingEditor()
-    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 56, 3), dtype=np.uint8))
+    image = _random_image()
     job = new_job_dir(tmp_path, "edit")
-    assert job.parent == (tmp_path / "jobs").resolve()
+    assert job.parent == (tmp_path / "jobs").resolve() and job.name.startswith("edit-")
+    assert new_job_dir(tmp_path, "edit") != job  # every request gets its own folder
     settings = EditSettings(
-        target="circle->square", source="a red circle", steps=3, seed=7, method="pix2pix_zero",
-        contrastive_weight=2.5,
+        target="  circle->square ", source=" a red circle\n", steps=3, seed=7, method="pix2pix_zero",
+        patch_nce_weight=2.5,
     )  # fmt: skip
     outcome = run_edit(editor, image, settings, job, model="tiny")
+    # what run_edit hands the editor: the target and the page's caption stripped, the settings as an EditConfig
     (call,) = editor.calls
     assert call["target"] == "circle->square" and call["caption"] == "a red circle"
-    config = call["config"]  # the page's settings reach the editor's EditConfig
+    config = call["config"]
     assert (config.method, config.num_inference_steps, config.seed) == ("pix2pix_zero", 3, 7)
     assert config.patch_nce.weight == 2.5 and config.cross_attention_guidance_amount == 0.1
+    assert config.guidance_scale is None  # left to the model's own choice
+    # what it writes: each file holds its own image (input, edit, reconstruction are not mixed up)
     assert sorted(p.name for p in job.iterdir()) == sorted(
         ["input.png", "edit.png", "reconstruction.png", "comparison.png", "record.json"]
     )
-    saved = np.asarray(Image.open(job / "edit.png"))
-    assert np.array_equal(saved, 255 - np.asarray(image))
+    pixels = np.asarray(image)
+    assert np.array_equal(np.asarray(Image.open(job / "input.png")), pixels)
+    assert np.array_equal(np.asarray(Image.open(job / "edit.png")), 255 - pixels[:20, :28])
+    assert np.array_equal(np.asarray(Image.open(job / "reconstruction.png")), pixels[:, ::-1])
+    # three panels at height 256 (56x40 and 28x20 both become 358 wide) under a 14-pixel label strip
+    assert Image.open(job / "comparison.png").size == (3 * 358, 256 + 14)
     record = json.loads((job / "record.json").read_text())
-    assert record["settings"]["seed"] == 7 and record["caption"] == "a red circle"
-    assert record["edited_caption"] == "a red square" and record["direction"] == {"kind": "word_swap"}
-    assert record["input_size"] == [56, 40] and record["timings"] == {"inversion": 0.5, "edit": 0.25}
+    assert record["model"] == "tiny" and record["settings"] == {
+        "target": "  circle->square ", "source": " a red circle\n", "method": "pix2pix_zero", "steps": 3,
+        "seed": 7, "guidance_scale": None, "cross_attention_guidance_amount": 0.1, "patch_nce_weight": 2.5,
+    }  # fmt: skip
+    assert record["caption"] == "a red circle" and record["caption_source"] is None
+    assert record["direction"] == {"kind": "word_swap", "bank": "/banks/x.txt"}  # made JSON-safe
+    assert record["input_size"] == [56, 40] and record["output_size"] == [28, 20]
+    assert record["timings"] == {"inversion": 0.123, "edit": 2.0}  # rounded to milliseconds
+    assert isinstance(record["seconds"], float) and 0 <= record["seconds"] < 60
+    assert record["files"] == {k: f"{k}.png" for k in ("input", "edit", "reconstruction", "comparison")} | {
+        "record": "record.json"
+    }
     assert outcome.record == record
-    assert caption_of(editor, image) == "a red circle on a gray background"
-    assert caption_of(object(), image) == ""
+    assert outcome.files == {k: job / v for k, v in record["files"].items()}
+    assert outcome.edit.size == (28, 20) and outcome.caption == "a red circle"
+
+
+def test_run_edit_without_a_caption_lets_the_editor_caption_or_refuses(tmp_path):
+    editor = InvertingEditor()
+    image = _random_image()
+    outcome = run_edit(
+        editor, image, EditSettings(target="a square", source="   "), new_job_dir(tmp_path, "e"), "m"
+    )
+    assert editor.calls[-1]["caption"] is None  # a blank caption box: the editor captions the photo itself
+    assert outcome.record["caption"] == "an automatic caption"
     editor.caption_generator = None
+    job = new_job_dir(tmp_path, "edit")
     with pytest.raises(ZeroconError, match="no captioner: type a caption"):
-        run_edit(editor, image, EditSettings(target="a square"), new_job_dir(tmp_path, "edit"), model="tiny")
+        run_edit(editor, image, EditSettings(target="a square"), job, model="tiny")
+    assert len(editor.calls) == 1 and list(job.iterdir()) == []  # refused before editing or writing
+    failing = InvertingEditor(fail=ZeroconError("NaN/Inf at edit step 2"))
+    with pytest.raises(ZeroconError, match="NaN/Inf at edit step 2"):
+        run_edit(failing, image, EditSettings(target="a square", source="a circle"), job, model="tiny")
+    assert list(job.iterdir()) == []  # a failed edit leaves no half-filled record behind
+
+
+def test_caption_of_strips_and_falls_back_to_empty():
+    image = _random_image()
+    assert caption_of(InvertingEditor(), image) == "a red circle on a gray background"
+    assert caption_of(InvertingEditor(fail=ZeroconError("captioner failed")), image) == ""
+    no_captioner = InvertingEditor()
+    no_captioner.caption_generator = None
+    assert caption_of(no_captioner, image) == ""
+    assert caption_of(object(), image) == ""
+    with pytest.raises(RuntimeError):  # only the project's own errors are turned into 'no caption'
+        caption_of(InvertingEditor(fail=RuntimeError("bug")), image)
 
 
 def _fake_run(runs: Path, name: str, method: dict) -> Path:

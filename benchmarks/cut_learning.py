@@ -10,7 +10,8 @@ Experiments (each writes OUT/results.json and OUT/comparison.png; run in the bac
 * ``shapes``: ShapesWorld circles -> squares; the translations are scored by the ShapesWorld oracle (shape
   accuracy, colour kept) and by mask IoU against the input object's mask, when the oracle is available.
 
-With ``--inception FILE`` (the TorchScript ``inception-2015-12-05.pt``, see :mod:`zerocon.metrics.fid`) the
+With ``--inception FILE`` (pytorch-fid's Inception weights, loaded as weights only; or
+``--inception-torchscript FILE``, which runs code from the file; see :mod:`zerocon.metrics.fid`) the
 same three image sets also get FID and KID against the real target test images.
 
 Example::
@@ -37,7 +38,7 @@ from zerocon.cut.translate import CUTTranslator
 from zerocon.errors import ZeroconError
 from zerocon.images import find_images, load_image, pil_to_tensor, side_by_side, tensor_to_pil
 from zerocon.metrics.evaluate import TranslationEvalConfig, evaluate_translation
-from zerocon.metrics.fid import InceptionFeatures
+from zerocon.metrics.fid import InceptionFeatures, load_inception
 from zerocon.metrics.swd import image_swd
 from zerocon.training import TrainConfig, Trainer
 
@@ -154,7 +155,8 @@ def inception_scores(
 
 def run(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
-    inception = InceptionFeatures.from_file(args.inception) if args.inception else None
+    use_inception = args.inception or args.inception_torchscript
+    inception = load_inception(args.inception, args.inception_torchscript) if use_inception else None
     out = Path(args.out)
     data = out / "data"
     if not (data / "trainA").is_dir():
@@ -266,7 +268,14 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--sample-every", type=int, default=100)
-    parser.add_argument("--inception", help="TorchScript Inception file: adds FID and KID")
+    parser.add_argument(
+        "--inception",
+        help="FID Inception weights (pt_inception-2015-12-05-6726825d.pth, weights only): adds FID, KID",
+    )
+    parser.add_argument(
+        "--inception-torchscript",
+        help="a TorchScript Inception file you trust instead (runs code from the file)",
+    )
     args = parser.parse_args()
     try:
         print(json.dumps(run(args), indent=2))

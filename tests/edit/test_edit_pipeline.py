@@ -259,7 +259,7 @@ def test_the_model_chooses_the_settings_the_config_leaves_open(tiny_dir, tmp_pat
         EDIT_DEFAULTS.values()
     )
     assert sd.patch_nce.scale == "relative"
-    # a model that chose a weight before there were scales keeps the meaning it had: the PatchNCE loss's
+    # a model that chose a weight before there were scales keeps its meaning: a multiple of the PatchNCE loss
     pipe.register_to_config(
         edit_defaults={"guidance_scale": 2.0, "use_templates": False, "patch_nce_weight": 30.0}
     )
@@ -343,3 +343,26 @@ def test_bfloat16_edit_stays_close_to_float32(tiny_dir):
         other.edit, dtype=float
     )
     assert np.abs(gap).mean() > 12.0
+
+
+@pytest.mark.parametrize("part", ["unet", "text_encoder", "vae"])
+def test_a_component_missing_weights_is_an_error_naming_them(tiny_dir, tmp_path, part):
+    """diffusers only warns and leaves such weights random; the editor refuses the checkpoint."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "damaged"
+    shutil.copytree(tiny_dir, folder)
+    (weights,) = (folder / part).glob("*.safetensors")
+    state = load_file(str(weights))
+    dropped = sorted(k for k in state if k.endswith(".weight"))[-1]
+    del state[dropped]
+    save_file(state, str(weights))
+    with pytest.raises(ZeroconError, match=rf"\({part}\).*missing 1: {dropped}"):
+        ZeroConPipeline.from_pretrained(folder)
+    state = load_file(str(weights).replace(str(folder), str(tiny_dir)))
+    state["not.in.the.model"] = torch.zeros(1)
+    save_file(state, str(weights))
+    with pytest.raises(ZeroconError, match=rf"\({part}\).*unexpected 1: not.in.the.model"):
+        ZeroConPipeline.from_pretrained(folder)

@@ -214,6 +214,7 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
         name = str(pretrained_model_name_or_path)
         location = resolve_model(name)
         try:
+            kwargs.update(cls._strict_components(location, name, kwargs))
             return super().from_pretrained(location, **kwargs)
         except ZeroconError:
             raise
@@ -223,6 +224,39 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
             if type(exc).__module__.startswith(("huggingface_hub", "requests", "urllib3", "httpx")):
                 raise missing_weights_error(name, exc) from exc
             raise
+
+    @classmethod
+    def _strict_components(cls, location: Any, name: str, given: dict[str, Any]) -> dict[str, Any]:
+        """The model components of ``location`` not in ``given``, each loaded strictly (a checkpoint that leaves
+        weights missing or unexpected is an error naming them; diffusers would only warn)."""
+        import importlib
+        import inspect
+
+        from diffusers import ModelMixin
+        from transformers import PreTrainedModel
+
+        from zerocon.pretrained import from_pretrained_strict
+
+        dtype = given.get("dtype", given.get("torch_dtype"))
+        accepted = inspect.signature(cls.__init__).parameters
+        loaded: dict[str, Any] = {}
+        for part, spec in cls.load_config(location).items():
+            if part in given or part not in accepted or not isinstance(spec, (list, tuple)) or None in spec:
+                continue
+            library, class_name = spec
+            if library not in ("transformers", "diffusers"):
+                continue
+            component = getattr(importlib.import_module(library), class_name, None)
+            options: dict[str, Any] = {"subfolder": part}
+            if isinstance(component, type) and issubclass(component, ModelMixin):
+                options["torch_dtype"] = dtype
+            elif isinstance(component, type) and issubclass(component, PreTrainedModel):
+                options["dtype"] = dtype
+            else:
+                continue  # tokenizers, processors, schedulers hold no weights
+            what = f"--model {name} ({part})"
+            loaded[part] = from_pretrained_strict(component, location, what, **options)
+        return loaded
 
     def set_captioner(self, captioner: str) -> None:
         """Caption with the BLIP at ``captioner`` (hub id or folder), on this pipeline's device and in its

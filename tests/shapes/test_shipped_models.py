@@ -43,19 +43,25 @@ def test_edit_defaults_are_the_ones_chosen_on_tuning_scenes():
     assert chosen["use_templates"] is False  # the world's vocabulary has no template words
 
 
-def test_clip_zero_shot_on_fresh_scenes():
+def _same_samples(measured: float, recorded: float, n: int, flips: int = 1) -> bool:
+    """A re-measurement on the record's own samples: equal up to ``flips`` samples judged the other way
+    (arithmetic in another order can tip a borderline sample)."""
+    return abs(measured - recorded) <= flips / n + 1e-9
+
+
+def test_clip_zero_shot_reproduces_its_record():
     from transformers import CLIPModel, CLIPTokenizer
 
     from zerocon.shapes.train import clip_accuracy
 
     model = CLIPModel.from_pretrained(SHAPES_DIR / "clip").eval()
     tokenizer = CLIPTokenizer.from_pretrained(SHAPES_DIR / "clip")
-    acc = clip_accuracy(model, tokenizer, val_split(48, held_out=False))
-    recorded = _stage("clip_vision" if "clip_vision" in METRICS["stages"] else "clip")["metrics"][
-        "val_seen_captions"
-    ]
-    assert acc["color_acc"] >= 0.95 and acc["background_acc"] >= 0.95
-    assert acc["shape_acc"] >= max(0.75, recorded["shape_acc"] - 0.1)  # 0.25 is chance; the bar is 0.95
+    stage = _stage("clip_vision" if "clip_vision" in METRICS["stages"] else "clip")
+    n = stage["config"]["n_val"]
+    for split, held_out in (("val_seen_captions", False), ("val_heldout_captions", True)):
+        acc = clip_accuracy(model, tokenizer, val_split(n, held_out=held_out))  # the record's scenes
+        for key, value in stage["metrics"][split].items():
+            assert _same_samples(acc[key], value, n), (split, key, acc[key], value)
 
 
 def test_vae_reconstructs_held_out_scenes():
@@ -72,23 +78,24 @@ def test_vae_reconstructs_held_out_scenes():
     assert vae.config.scaling_factor != 1.0
 
 
-def test_blip_captions_scenes():
+def test_blip_reproduces_its_record():
     from transformers import BlipForConditionalGeneration, BlipProcessor
 
     from zerocon.shapes.train import blip_exact_match
 
     model = BlipForConditionalGeneration.from_pretrained(SHAPES_DIR / "pipeline" / "caption_generator")
     processor = BlipProcessor.from_pretrained(SHAPES_DIR / "pipeline" / "caption_processor")
-    exact = blip_exact_match(model, processor.tokenizer, val_split(32, held_out=False))
-    assert exact >= max(0.85, _stage("blip")["metrics"]["exact_match_val_seen"] - 0.1)  # the bar is 0.9
-    # captions never seen in training (the bar 0.9 is met on 384 such scenes: 0.919; 64 here for speed)
-    assert blip_exact_match(model, processor.tokenizer, val_split(64, held_out=True)) >= 0.85
+    stage = _stage("blip")
+    n = stage["config"]["n_val"]
+    for key, held_out in (("exact_match_val_seen", False), ("exact_match_val_heldout", True)):
+        exact = blip_exact_match(model, processor.tokenizer, val_split(n, held_out=held_out))
+        assert _same_samples(exact, stage["metrics"][key], n), (key, exact, stage["metrics"][key])
 
 
 def test_pipeline_loads_by_name_and_generates():
     from zerocon.edit.pipeline import ZeroConPipeline
     from zerocon.shapes.data import HELD_OUT_CAPTIONS
-    from zerocon.shapes.train import generate
+    from zerocon.shapes.train import generate, oracle_agreement
 
     pipe = ZeroConPipeline.from_pretrained("shapes")
     for name in (
@@ -101,10 +108,12 @@ def test_pipeline_loads_by_name_and_generates():
         "caption_processor",
     ):
         assert getattr(pipe, name) is not None, name
-    images = generate(
-        pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer, list(HELD_OUT_CAPTIONS[:4]), steps=5
-    )
-    assert images.shape == (4, 3, 64, 64) and torch.isfinite(images).all()
+    captions = list(HELD_OUT_CAPTIONS)  # 8 captions never seen in training, every shape and colour
+    images = generate(pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer, captions, steps=10)
+    assert images.shape == (8, 3, 64, 64) and torch.isfinite(images).all()
+    read = oracle_agreement(images, captions)
+    # recorded at 50 steps on 256 such generations: colour and background 100 %, shape 94 % (all 8 here)
+    assert read["background"] == 1.0 and read["color"] == 1.0 and read["shape"] >= 6 / 8, read
 
 
 @pytest.mark.slow

@@ -113,7 +113,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     # 64-px ShapesWorld on a shared 2-core CPU: narrow networks, latent pass only, a short schedule, prompt
     # learning from step 400, the two best domains above the threshold (one colour + one shape per scene), no
-    # instance norm before to_rgb (with it, a 400-step identity fit keeps 33 % of backgrounds; without, 82 %).
+    # instance norm before to_rgb (it hides the input's flat background colour from the output; see
+    # benchmarks/generator_identity_fit.py and benchmarks/results/lanit_shapes/output_norm/).
     "shapes": {
         "templates": "shapes",
         "clip": "shapes-clip",

@@ -92,7 +92,7 @@ def assemble(
 
     from zerocon.edit.pipeline import ZeroConPipeline
     from zerocon.io import staged_folder
-    from zerocon.shapes.train import load_text_encoder, sd_scheduler_config
+    from zerocon.shapes.stages.unet import load_text_encoder, sd_scheduler_config
 
     run, out = Path(run_dir), Path(out)
     stages = _stage_records(run)

@@ -47,7 +47,7 @@ def register(subparsers: Any, name: str) -> None:
 def _register_more(sub: Any) -> None:
     """Sub-commands that import heavy modules (training, bench) register here; a broken one fails loudly."""
     from zerocon.shapes import bench as _bench
-    from zerocon.shapes import train as _train
+    from zerocon.shapes import train_cli as _train
 
     _train.register(sub)
     _bench.register(sub)
@@ -56,7 +56,7 @@ def _register_more(sub: Any) -> None:
 def _assemble(args: argparse.Namespace) -> int:
     from zerocon.models import SHAPES_DIR
     from zerocon.shapes.assemble import assemble, bundle_size
-    from zerocon.shapes.train import plot_curves
+    from zerocon.shapes.curves import plot_curves
 
     out = assemble(args.run, args.out or SHAPES_DIR, base=args.base, half_weights=args.half_weights)
     plot_curves(args.run, out / "curves.png")

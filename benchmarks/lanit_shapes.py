@@ -31,11 +31,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from zerocon.images import pil_to_tensor, tensor_to_pil
+from zerocon.images import labelled_grid, pil_to_tensor, tensor_to_pil
 from zerocon.io import load_checkpoint, save_image_atomic, write_json
 from zerocon.lanit.labels import LabelConfig, pseudo_labels
 from zerocon.lanit.prompts import PromptLearner, encode_images, load_clip, resolve_templates
-from zerocon.lanit.translate import Translator, labelled_grid
+from zerocon.lanit.translate import Translator
 from zerocon.metrics.labels import label_scores
 from zerocon.metrics.prdc import compute_prdc
 
@@ -135,7 +135,7 @@ def oracle_read(image: torch.Tensor):
 
 def run_eval(out: Path, run: Path, clip_name: str, n: int, seed: int) -> dict:
     images, records = load_split(out / "eval", n)
-    translator = Translator.from_run(run)
+    translator = Translator.from_checkpoint(run)
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
     tasks: dict[str, list[dict]] = {"colour": [], "shape": [], "both": []}

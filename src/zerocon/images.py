@@ -169,6 +169,29 @@ def fit_size(size: tuple[int, int], side: int, multiple: int = 8) -> tuple[int, 
     )
 
 
+def labelled_grid(
+    rows: Sequence[Sequence[Image.Image]],
+    header: Sequence[str] | None = None,
+    cell: int | None = None,
+) -> Image.Image:
+    """Images in a grid (one list per row) under an optional header naming the columns. ``cell``: the side each
+    image is resized to (nearest neighbour, for small renders); ``None`` keeps the first image's size."""
+    from PIL import ImageDraw
+
+    if cell is not None:
+        rows = [[im.resize((cell, cell), Image.Resampling.NEAREST) for im in row] for row in rows]
+    cell_w, cell_h = rows[0][0].size
+    header_h = 14 if header else 0
+    canvas = Image.new("RGB", (max(len(r) for r in rows) * cell_w, header_h + len(rows) * cell_h), "white")
+    draw = ImageDraw.Draw(canvas)
+    for c, text in enumerate(header or []):
+        draw.text((c * cell_w + 2, 1), text[: max(1, cell_w // 6)], fill="black")
+    for r, row in enumerate(rows):
+        for c, image in enumerate(row):
+            canvas.paste(image, (c * cell_w, header_h + r * cell_h))
+    return canvas
+
+
 def side_by_side(
     images: Sequence[Image.Image], labels: Sequence[str] | None = None, height: int = 256
 ) -> Image.Image:

@@ -137,6 +137,12 @@ def publish_folder(staging: str | os.PathLike, final: str | os.PathLike) -> None
         _rmtree(old)
 
 
+def network_state(networks: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:
+    """The state dict of network ``name`` in a checkpoint's ``networks`` tensors (keys ``"<name>.<param>"``)."""
+    prefix = f"{name}."
+    return {k[len(prefix) :]: v for k, v in networks.items() if k.startswith(prefix)}
+
+
 def load_checkpoint(
     directory: str | os.PathLike,
 ) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -29,9 +30,15 @@ from PIL import Image
 from torch import nn
 
 from zerocon.errors import ZeroconError
-from zerocon.io import load_checkpoint, save_checkpoint, save_image_atomic, write_json
+from zerocon.io import load_checkpoint, network_state, save_checkpoint, save_image_atomic, write_json
 
 CHECKPOINT_DIR = "checkpoint"
+
+
+def checkpoint_folder(path: str | os.PathLike) -> Path:
+    """``RUN/checkpoint`` when given a run folder, else ``path`` itself."""
+    path = Path(path)
+    return path / CHECKPOINT_DIR if (path / CHECKPOINT_DIR).is_dir() else path
 
 
 @dataclass
@@ -249,8 +256,7 @@ class Trainer:
         )
         nets = tensors.get("networks", {})
         for name, net in self.method.networks().items():
-            prefix = f"{name}."
-            state = {k[len(prefix) :]: v for k, v in nets.items() if k.startswith(prefix)}
+            state = network_state(nets, name)
             try:
                 self.accelerator.unwrap_model(net).load_state_dict(state)
             except RuntimeError as exc:

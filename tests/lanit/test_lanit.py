@@ -239,7 +239,7 @@ def test_translator_and_cli(tiny_clip, tiny_clip_dir, tmp_path, permissive):
 
     method = LanitMethod(tiny_config(clip=str(tiny_clip_dir), empty="slack"), clip=tiny_clip)
     tiny_trainer(method, tmp_path / "run", 1).train()
-    translator = Translator.from_run(tmp_path / "run")
+    translator = Translator.from_checkpoint(tmp_path / "run")
     x = torch.rand(2, 3, 16, 16) * 2 - 1
     out = translator.latent(x, ["red", "square"], samples=3, generator=torch.Generator().manual_seed(0))
     assert out.shape == (2, 3, 3, 16, 16) and not torch.allclose(out[:, 0], out[:, 1])
@@ -259,7 +259,8 @@ def test_translator_and_cli(tiny_clip, tiny_clip_dir, tmp_path, permissive):
     Image.new("RGB", (40, 40), (200, 30, 30)).save(image)
     assert main(["lanit", "translate", "--checkpoint", str(tmp_path / "run"), str(image), "--to", "blue,circle",
                  "--samples", "2", "--out", str(tmp_path / "out")]) == 0  # fmt: skip
-    assert Image.open(tmp_path / "out" / "in_to_blue-circle.png").size == (48, 28)
+    # input + 2 samples of 16 px under a 14-px header
+    assert Image.open(tmp_path / "out" / "in_to_blue-circle.png").size == (48, 30)
     assert main(["lanit", "translate", "--checkpoint", str(tmp_path / "run"), str(image), "--to", "dog",
                  "--out", str(tmp_path / "out")]) == 2  # fmt: skip
     assert main(["lanit", "translate", "--checkpoint", str(tmp_path / "run"), str(image), "--reference",

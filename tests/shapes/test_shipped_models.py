@@ -42,7 +42,9 @@ def test_edit_defaults_are_the_ones_chosen_on_tuning_scenes():
     assert record["split"] == "tune" and chosen["guidance_scale"] == record["best_scale"]
     assert chosen["use_templates"] is False  # the world's vocabulary has no template words
     nce = json.loads((sweep.parent / "shapes_nce_weight_relative.json").read_text())
-    assert nce["points"][nce["chosen"]]["edit_acc"] >= nce["points"]["pix2pix_zero"]["edit_acc"] - nce["margin"]
+    assert (
+        nce["points"][nce["chosen"]]["edit_acc"] >= nce["points"]["pix2pix_zero"]["edit_acc"] - nce["margin"]
+    )
     assert chosen["patch_nce_weight"] == nce["chosen_weight"] and chosen["patch_nce_scale"] == nce["scale"]
 
 

@@ -23,17 +23,11 @@ from zerocon.cut.networks import ResnetGenerator
 from zerocon.cut.stylegan2 import StyleGAN2Generator
 from zerocon.errors import ZeroconError
 from zerocon.images import find_images, load_image, pil_to_tensor, tensor_to_pil
-from zerocon.io import load_checkpoint, save_image_atomic
-from zerocon.training import CHECKPOINT_DIR
+from zerocon.io import load_checkpoint, network_state, save_image_atomic
+from zerocon.training import checkpoint_folder
 
 MULTIPLE = ResnetGenerator.size_multiple
 """Default side multiple for :func:`pad_to_multiple`; every generator states its own (``size_multiple``)."""
-
-
-def checkpoint_folder(path: str | os.PathLike) -> Path:
-    """``RUN/checkpoint`` when given a run folder, else ``path`` itself."""
-    path = Path(path)
-    return path / CHECKPOINT_DIR if (path / CHECKPOINT_DIR).is_dir() else path
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int = MULTIPLE) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -82,7 +76,7 @@ class CUTTranslator:
         except (TypeError, ValueError, ZeroconError) as exc:
             raise ZeroconError(f"{folder}: unreadable CUT settings in config.json ({exc})") from exc
         generator = build_generator(config)
-        state = {k[2:]: v for k, v in tensors.get("networks", {}).items() if k.startswith("G.")}
+        state = network_state(tensors.get("networks", {}), "G")
         try:
             generator.load_state_dict(state)
         except RuntimeError as exc:

@@ -132,12 +132,12 @@ def _slug(words: str) -> str:
 def run_translate(args: argparse.Namespace) -> int:
     import torch
 
-    from zerocon.images import tensor_to_pil
+    from zerocon.images import labelled_grid, tensor_to_pil
     from zerocon.io import save_image_atomic
     from zerocon.lanit.labels import parse_domain_words
-    from zerocon.lanit.translate import Translator, labelled_grid
+    from zerocon.lanit.translate import Translator
 
-    translator = Translator.from_run(args.checkpoint)
+    translator = Translator.from_checkpoint(args.checkpoint)
     out = Path(args.out)
     if args.samples < 1:
         raise ZeroconError("--samples must be at least 1")

@@ -22,6 +22,7 @@ from zerocon.lanit import losses as L
 from zerocon.lanit.labels import LabelConfig, pseudo_labels
 from zerocon.lanit.networks import NetworkConfig, build_networks, moving_average
 from zerocon.lanit.prompts import ClipBundle, PromptLearner, encode_images, load_clip, resolve_templates
+from zerocon.lanit.sampling import latent_grid
 from zerocon.training import StepContext, TrainableMethod
 
 
@@ -327,8 +328,6 @@ class LanitMethod(TrainableMethod):
 
     # -- samples -----------------------------------------------------------------------------------------
     def sample_grid(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> Image.Image:
-        from zerocon.lanit.translate import latent_grid
-
         device = next(self.generator_ema.parameters()).device
         return latent_grid(
             self.generator_ema,

@@ -12,68 +12,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from zerocon.errors import ZeroconError
-from zerocon.images import tensor_to_pil
-from zerocon.io import load_checkpoint
+from zerocon.io import load_checkpoint, network_state
 from zerocon.lanit.networks import Generator, MappingNetwork, StyleEncoder
+from zerocon.lanit.sampling import label_vector
+from zerocon.training import checkpoint_folder
 
 if TYPE_CHECKING:
     from zerocon.lanit.model import LanitConfig
-
-CHECKPOINT_DIR = "checkpoint"
-
-
-def label_vector(words: Sequence[str], domains: Sequence[str], width: int) -> torch.Tensor:
-    """The multi-hot (width,) vector with ``words`` on; unknown words are a :class:`ZeroconError`."""
-    unknown = [w for w in words if w not in domains]
-    if unknown:
-        raise ZeroconError(f"unknown domain word(s) {unknown}; this model knows: {', '.join(domains)}")
-    if not words:
-        raise ZeroconError("no target domain given")
-    y = torch.zeros(width)
-    for word in words:
-        y[list(domains).index(word)] = 1.0
-    return y
-
-
-def labelled_grid(rows: Sequence[Sequence[Image.Image]], header: Sequence[str] | None = None) -> Image.Image:
-    """Paste equally sized images into a grid with an optional text header row."""
-    cell_w, cell_h = rows[0][0].size
-    header_h = 12 if header else 0
-    cols = max(len(r) for r in rows)
-    canvas = Image.new("RGB", (cols * cell_w, header_h + len(rows) * cell_h), "white")
-    draw = ImageDraw.Draw(canvas)
-    for c, text in enumerate(header or []):
-        draw.text((c * cell_w + 2, 0), text[: max(1, cell_w // 6)], fill="black")
-    for r, row in enumerate(rows):
-        for c, image in enumerate(row):
-            canvas.paste(image, (c * cell_w, header_h + r * cell_h))
-    return canvas
-
-
-@torch.no_grad()
-def latent_grid(
-    generator_net: Generator,
-    mapping: MappingNetwork,
-    x: torch.Tensor,
-    domains: Sequence[str],
-    width: int,
-    latent_dim: int,
-    generator: torch.Generator,
-) -> Image.Image:
-    """Rows = inputs; columns = the input, then a translation to each single domain word (one z per row)."""
-    device = x.device
-    rows = []
-    z = torch.randn(len(x), latent_dim, generator=generator).to(device)
-    outs = []
-    for word in domains:
-        y = label_vector([word], domains, width).to(device).expand(len(x), -1)
-        outs.append(generator_net(x, mapping(z, y)))
-    for i in range(len(x)):
-        rows.append([tensor_to_pil(x[i])] + [tensor_to_pil(o[i]) for o in outs])
-    return labelled_grid(rows, ["input", *domains])
 
 
 class Translator:
@@ -94,11 +42,13 @@ class Translator:
         self._clip = None
 
     @classmethod
-    def from_run(cls, run: str | os.PathLike) -> Translator:
+    def from_checkpoint(cls, path: str | os.PathLike) -> Translator:
+        """Load the EMA networks of a run folder (or its ``checkpoint`` folder); ``ZeroconError`` for a missing
+        or corrupt checkpoint or one of another method."""
         from zerocon.lanit.model import LanitConfig
 
-        run = Path(run)
-        folder = run / CHECKPOINT_DIR if (run / CHECKPOINT_DIR).is_dir() else run
+        run = Path(path)
+        folder = checkpoint_folder(run)
         tensors, config = load_checkpoint(folder)
         method = config.get("method", {})
         if method.get("method") != "lanit":
@@ -113,13 +63,10 @@ class Translator:
             ("style_encoder_ema", StyleEncoder),
         ):
             module = cls_(net_cfg)
-            prefix = f"{name}."
-            module.load_state_dict({k[len(prefix) :]: v for k, v in nets.items() if k.startswith(prefix)})
+            module.load_state_dict(network_state(nets, name))
             built.append(module.eval().requires_grad_(False))
         translator = cls(cfg, *built, run)
-        translator._prompt_state = {
-            k[len("prompts_ema.") :]: v for k, v in nets.items() if k.startswith("prompts_ema.")
-        }
+        translator._prompt_state = network_state(nets, "prompts_ema")
         return translator
 
     def _to_batch(self, images: Sequence[Image.Image | str | os.PathLike]) -> torch.Tensor:

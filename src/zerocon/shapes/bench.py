@@ -40,13 +40,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 from scipy import ndimage
 
 from zerocon.edit.config import GRADIENT_SCALES
 from zerocon.edit.config import METHODS as EDIT_METHODS
 from zerocon.edit.schedulers import describe_scheduler
 from zerocon.errors import ZeroconError
+from zerocon.images import labelled_grid
 from zerocon.io import save_image_atomic, write_bytes, write_json
 from zerocon.shapes.data import BENCH_SEED, TUNE_SEED
 from zerocon.shapes.oracle import mask_iou, read_scene
@@ -483,16 +484,8 @@ def example_grid(
     rows: list[tuple[Image.Image, Image.Image, dict[str, Image.Image]]], methods: tuple[str, ...]
 ) -> Image.Image:
     """Rows: source | ideal target render | each method's edit; a header line names the columns."""
-    cell, head = 96, 14
-    names = ["source", "ideal", *methods]
-    grid = Image.new("RGB", (cell * len(names), head + cell * len(rows)), "white")
-    draw = ImageDraw.Draw(grid)
-    for j, name in enumerate(names):
-        draw.text((j * cell + 3, 1), name, fill="black")
-    for i, (src, ideal, edits) in enumerate(rows):
-        for j, img in enumerate([src, ideal, *[edits[m] for m in methods]]):
-            grid.paste(img.resize((cell, cell), Image.Resampling.NEAREST), (j * cell, head + i * cell))
-    return grid
+    cells = [[src, ideal, *[edits[m] for m in methods]] for src, ideal, edits in rows]
+    return labelled_grid(cells, ["source", "ideal", *methods], cell=96)
 
 
 def _csv(text: str) -> tuple[str, ...]:

@@ -54,7 +54,14 @@ def served(edit_model, tmp_path_factory: pytest.TempPathFactory):
     _tiny_cut_run(root / "runs" / "tiny-cut")
     _tiny_lanit_run(root / "runs" / "tiny-lanit", tmp_path_factory.mktemp("lanit_clip"))
     name, loader = edit_model
-    config = UIConfig(model=name, port=port, workdir=root / "work", runs=root / "runs", max_upload_mb=1.0)
+    config = UIConfig(
+        model=name,
+        port=port,
+        workdir=root / "work",
+        runs=root / "runs",
+        cache_dir=root / "cache",
+        max_upload_mb=1.0,
+    )
     demo, url = launch(config, block=False, editor_loader=loader)
     try:
         yield config, url
@@ -165,8 +172,9 @@ def test_upload_edit_see_result_and_download(page, served, tmp_path):
     import json
 
     record = json.loads((written / "record.json").read_text())
-    assert record["settings"]["target"] == "circle->square" and record["settings"]["steps"] == int(steps)
-    assert record["caption"] == caption.strip()
+    assert record["target"] == "circle->square" and record["settings"]["num_inference_steps"] == int(steps)
+    assert record["caption"] == caption.strip() and record["input"] == "scene.png"
+    assert record["inversion_cache_hit"] is False and len(list((config.cache_dir).glob("*.safetensors"))) == 1
     with page.expect_download() as record_info:
         page.click("#dl-record")
     assert json.loads(Path(record_info.value.path()).read_text()) == record

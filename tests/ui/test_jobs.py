@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
+from zerocon.edit.records import RECORD_KEYS
 from zerocon.errors import ZeroconError
 from zerocon.io import save_checkpoint
 from zerocon.ui.jobs import (
@@ -103,9 +104,18 @@ def test_model_cache_loads_once_even_when_raced():
 
 class InvertingEditor:
     """A test double with ZeroConPipeline's edit() signature. Its 'edit' is the top-left quarter of the photo's
-    negative and its 'reconstruction' the photo mirrored, so each written file can be traced to its source."""
+    negative and its 'reconstruction' the photo mirrored, so each written file can be traced to its source.
+    Like a pipeline it has a model config, a name, a device and a UNet dtype (the record states them)."""
 
     caption_generator = "a captioner"
+    config: dict = {}
+    name_or_path = "tiny"
+    _execution_device = "cpu"
+    unet = SimpleNamespace(dtype="torch.float32")
+
+    @property
+    def has_captioner(self):
+        return self.caption_generator is not None
 
     def __init__(self, caption="  a red circle on a gray background\n", fail=None):
         self.calls = []
@@ -127,8 +137,10 @@ class InvertingEditor:
             edit=ImageOps.invert(image).crop((0, 0, image.width // 2, image.height // 2)),
             reconstruction=ImageOps.mirror(image),
             caption=caption or "an automatic caption",
+            caption_source="given" if caption else "captioner",
             edited_caption="an edited caption",
             direction=SimpleNamespace(describe=lambda: {"kind": "word_swap", "bank": Path("/banks/x.txt")}),
+            scheduler={"class": "DDIMScheduler"},
             timings={"inversion": 0.123456, "edit": 2},
         )
 
@@ -165,21 +177,28 @@ def test_run_edit_passes_the_page_settings_and_writes_every_output_and_the_recor
     assert np.array_equal(np.asarray(Image.open(job / "reconstruction.png")), pixels[:, ::-1])
     # three panels at height 256 (56x40 and 28x20 both become 358 wide) under a 14-pixel label strip
     assert Image.open(job / "comparison.png").size == (3 * 358, 256 + 14)
+    # the record is zerocon edit's (zerocon.edit.records): the page's settings as the EditConfig used
     record = json.loads((job / "record.json").read_text())
-    assert record["model"] == "tiny" and record["settings"] == {
-        "target": "  circle->square ", "source": " a red circle\n", "method": "pix2pix_zero", "steps": 3,
-        "seed": 7, "guidance_scale": None, "cross_attention_guidance_amount": 0.1, "patch_nce_weight": 2.5,
-    }  # fmt: skip
-    assert record["caption"] == "a red circle" and record["caption_source"] is None
+    assert set(record) == set(RECORD_KEYS)
+    assert record["model"] == "tiny" and record["input"] == "input.png"
+    asked = (record["target"], record["source"], record["method"], record["seed"])
+    assert asked == ("circle->square", None, "pix2pix_zero", 7)
+    settings = record["settings"]
+    assert (settings["num_inference_steps"], settings["seed"], settings["method"]) == (3, 7, "pix2pix_zero")
+    assert settings["patch_nce"]["weight"] == 2.5 and settings["cross_attention_guidance_amount"] == 0.1
+    assert settings["guidance_scale"] == 5.0  # resolved: the model's choice (here the default) is recorded
+    assert record["caption"] == "a red circle" and record["caption_source"] == "given"
     assert record["direction"] == {"kind": "word_swap", "bank": "/banks/x.txt"}  # made JSON-safe
     assert record["input_size"] == [56, 40] and record["output_size"] == [28, 20]
-    assert record["timings"] == {"inversion": 0.123, "edit": 2.0}  # rounded to milliseconds
-    assert isinstance(record["seconds"], float) and 0 <= record["seconds"] < 60
-    assert record["files"] == {k: f"{k}.png" for k in ("input", "edit", "reconstruction", "comparison")} | {
-        "record": "record.json"
-    }
+    timings = record["timings_seconds"]
+    assert {k: timings[k] for k in ("inversion", "edit")} == {"inversion": 0.123, "edit": 2.0}  # rounded
+    assert isinstance(timings["total"], float) and 0 <= timings["total"] < 60
+    assert record["files"] == ["input.png", "edit.png", "reconstruction.png", "comparison.png"]
+    assert record["inversion_cache_hit"] is False and record["device"] == "cpu"
+    assert record["dtype"] == "float32" and record["process"] == "0 of 1"
     assert outcome.record == record
-    assert outcome.files == {k: job / v for k, v in record["files"].items()}
+    names = {"input", "edit", "reconstruction", "comparison"}
+    assert outcome.files == {k: job / f"{k}.png" for k in names} | {"record": job / "record.json"}
     assert outcome.edit.size == (28, 20) and outcome.caption == "a red circle"
 
 

@@ -2,16 +2,17 @@
 
 For every input photo ``zerocon edit`` writes one folder ``OUT/<name>/`` holding ``edit.png``,
 ``reconstruction.png``, ``comparison.png`` (input | reconstruction | edit) and ``record.json`` (every setting,
-the caption, the direction, the seed, timings). The folder is assembled under a temporary name and renamed
-into place, so an interrupted or failed input leaves nothing half-written. ``zerocon invert`` writes
-``inversion.safetensors`` (x_T and the caption) and ``record.json`` (and ``reconstruction.png`` with
-``--reconstruct``).
+the caption, the direction, the seed, timings: the schema of :mod:`zerocon.edit.records`, which the web app
+writes too). The folder is assembled under a temporary name and renamed into place, so an interrupted or
+failed input leaves nothing half-written. ``zerocon invert`` writes ``inversion.safetensors`` (x_T and the
+caption) and ``record.json`` (and ``reconstruction.png`` with ``--reconstruct``).
 
 Inversions are cached (safetensors) under ``--cache-dir`` keyed by the image bytes, the model and every
-setting the inversion depends on, so editing the same photo again skips the inversion. With several inputs,
-good ones are processed and bad ones are listed at the end; the exit status is non-zero if any failed. An
-output folder whose record shows the same request is kept, so running a command again after an interruption
-only does what is left.
+setting the inversion depends on (:class:`~zerocon.edit.cache.InversionCache`, shared with the web app), so
+editing the same photo again skips the inversion. Each input is read and hashed once: the digest keys both its
+inversion and its request. With several inputs, good ones are processed and bad ones are listed at the end;
+the exit status is non-zero if any failed. An output folder whose record shows the same request is kept, so
+running a command again after an interruption only does what is left.
 
 Under ``accelerate launch -m zerocon.cli edit DIR ...`` the inputs are shared out by process rank (each
 process on its own GPU); the main process prints one summary of every process's failures and every process
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import os
 import sys
@@ -30,98 +30,139 @@ import time
 from pathlib import Path
 from typing import Any
 
+from zerocon.edit.cache import (
+    DEFAULT_CACHE,
+    InversionCache,
+    file_digest,
+    inversion_cache_key,
+    inversion_settings,
+    model_key,
+    write_inversion,
+)
 from zerocon.edit.captioning import DEFAULT_CAPTIONER
 from zerocon.edit.config import CROSS_ATTENTION_GUIDANCE_AMOUNT, GRADIENT_SCALES, NUM_PATCHES, check_method
+from zerocon.edit.records import (
+    EditOutput,
+    captioner_name,
+    describe_request,
+    describe_runtime,
+    request_key,
+    versions,
+    write_edit_folder,
+)
 from zerocon.errors import ZeroconError
 from zerocon.io import staged_folder
 
 DEFAULT_MODEL = os.environ.get("ZEROCON_MODEL", "shapes")
 """The model of ``--model``'s default: the bundled 64-px ShapesWorld toy (offline), unless ``ZEROCON_MODEL``
 names another."""
-DEFAULT_CACHE = Path(os.environ.get("ZEROCON_CACHE", Path.home() / ".cache" / "zerocon" / "inversions"))
 
 
 def register(subparsers: Any, name: str) -> None:
     """Add the ``edit`` or ``invert`` sub-command."""
     from zerocon.cli import HelpFormatter
-    from zerocon.devices import DEVICES, DTYPES
 
     if name == "edit":
-        parser = subparsers.add_parser(
-            "edit",
-            formatter_class=HelpFormatter,
-            help="edit photos zero-shot (pix2pix-zero / pix2pix-zeroCon)",
-            description="Edit photos with a pretrained text-to-image diffusion model, no training: caption -> "
-            "regularised DDIM inversion -> reference pass -> guided edit.",
-        )
-        parser.add_argument("inputs", nargs="+", metavar="IMAGE|DIR", help="photos or folders of photos")
-        parser.add_argument(
-            "--target",
-            default=None,
-            help="'cat->dog' (word swap on the caption), a target word with --source, or a full sentence",
-        )
-        parser.add_argument("--source", default=None, help="source word or sentence (optional)")
-        parser.add_argument("--method", default="zerocon", help="zerocon, pix2pix_zero or word_swap")
-        parser.add_argument("--source-sentences", type=Path, default=None, help="file, one sentence a line")
-        parser.add_argument("--target-sentences", type=Path, default=None, help="file, one sentence a line")
-        parser.add_argument("--direction", type=Path, default=None, help="a saved direction (.safetensors)")
-        parser.add_argument("--save-direction", type=Path, default=None, help="save the direction used here")
-        parser.add_argument(
-            "--no-templates",
-            action="store_true",
-            help="no template sentence banks (a word swap whose source word is not in the caption is then "
-            "refused); default: the model's edit_defaults, templates for Stable Diffusion",
-        )
-        parser.add_argument(
-            "--guidance-scale",
-            type=float,
-            default=None,
-            help="CFG with the caption as negative (default: the model's edit_defaults, 5 for SD)",
-        )
-        parser.add_argument(
-            "--xa-guidance",
-            type=float,
-            default=CROSS_ATTENTION_GUIDANCE_AMOUNT,
-            help="cross-attention guidance step (0.01 for SD 2.x)",
-        )
-        parser.add_argument(
-            "--nce-weight",
-            type=float,
-            default=None,
-            help="PatchNCE weight of zerocon (default: the model's edit_defaults, 1 for SD)",
-        )
-        parser.add_argument("--nce-patches", type=int, default=NUM_PATCHES, help="PatchNCE patches per layer")
-        parser.add_argument(
-            "--nce-scale",
-            default=None,
-            choices=GRADIENT_SCALES,
-            help="what --nce-weight multiplies: the PatchNCE gradient sized to the cross-attention gradient's "
-            "norm (relative: the same meaning on every model) or the PatchNCE loss (absolute) (default: the "
-            "model's edit_defaults, relative for SD)",
-        )
-        parser.add_argument("--nce-t-range", type=int, nargs=2, default=(0, 1000), metavar=("TMIN", "TMAX"))
+        parser = _edit_parser(subparsers, HelpFormatter)
     elif name == "invert":
-        parser = subparsers.add_parser(
-            "invert",
-            formatter_class=HelpFormatter,
-            help="regularised DDIM inversion of photos (cached for later edits)",
-            description="Caption and invert photos with pix2pix-zero's regularised DDIM inversion.",
-        )
-        parser.add_argument("inputs", nargs="+", metavar="IMAGE|DIR", help="photos or folders of photos")
-        parser.add_argument(
-            "--source",
-            default=None,
-            help="with --captioner none: the input's caption is 'a photo of a SOURCE'",
-        )
-        parser.add_argument("--reconstruct", action="store_true", help="also write reconstruction.png")
-        parser.add_argument(
-            "--guidance-scale",
-            type=float,
-            default=None,
-            help="CFG of the reconstruction (default: the model's edit_defaults, 5 for SD)",
-        )
+        parser = _invert_parser(subparsers, HelpFormatter)
     else:
         raise ValueError(f"zerocon.edit.cli registers 'edit' and 'invert', not {name!r}")
+    _add_model_arguments(parser)
+    _add_output_arguments(parser)
+    _add_device_arguments(parser)
+    parser.set_defaults(func=run_edit if name == "edit" else run_invert)
+
+
+def _edit_parser(subparsers: Any, formatter: Any) -> argparse.ArgumentParser:
+    """``zerocon edit``'s own arguments: the inputs, what to edit into what, and the guidance."""
+    parser = subparsers.add_parser(
+        "edit",
+        formatter_class=formatter,
+        help="edit photos zero-shot (pix2pix-zero / pix2pix-zeroCon)",
+        description="Edit photos with a pretrained text-to-image diffusion model, no training: caption -> "
+        "regularised DDIM inversion -> reference pass -> guided edit.",
+    )
+    parser.add_argument("inputs", nargs="+", metavar="IMAGE|DIR", help="photos or folders of photos")
+    parser.add_argument(
+        "--target",
+        default=None,
+        help="'cat->dog' (word swap on the caption), a target word with --source, or a full sentence",
+    )
+    parser.add_argument("--source", default=None, help="source word or sentence (optional)")
+    parser.add_argument("--method", default="zerocon", help="zerocon, pix2pix_zero or word_swap")
+    parser.add_argument("--source-sentences", type=Path, default=None, help="file, one sentence a line")
+    parser.add_argument("--target-sentences", type=Path, default=None, help="file, one sentence a line")
+    parser.add_argument("--direction", type=Path, default=None, help="a saved direction (.safetensors)")
+    parser.add_argument("--save-direction", type=Path, default=None, help="save the direction used here")
+    parser.add_argument(
+        "--no-templates",
+        action="store_true",
+        help="no template sentence banks (a word swap whose source word is not in the caption is then "
+        "refused); default: the model's edit_defaults, templates for Stable Diffusion",
+    )
+    _add_guidance_arguments(parser)
+    return parser
+
+
+def _add_guidance_arguments(parser: argparse.ArgumentParser) -> None:
+    """``zerocon edit``'s guidance: classifier-free, cross-attention and PatchNCE."""
+    parser.add_argument(
+        "--guidance-scale",
+        type=float,
+        default=None,
+        help="CFG with the caption as negative (default: the model's edit_defaults, 5 for SD)",
+    )
+    parser.add_argument(
+        "--xa-guidance",
+        type=float,
+        default=CROSS_ATTENTION_GUIDANCE_AMOUNT,
+        help="cross-attention guidance step (0.01 for SD 2.x)",
+    )
+    parser.add_argument(
+        "--nce-weight",
+        type=float,
+        default=None,
+        help="PatchNCE weight of zerocon (default: the model's edit_defaults, 4 on the relative scale for SD)",
+    )
+    parser.add_argument("--nce-patches", type=int, default=NUM_PATCHES, help="PatchNCE patches per layer")
+    parser.add_argument(
+        "--nce-scale",
+        default=None,
+        choices=GRADIENT_SCALES,
+        help="what --nce-weight multiplies: the PatchNCE gradient sized to the cross-attention gradient's "
+        "norm (relative: the same meaning on every model) or the PatchNCE loss (absolute) (default: the "
+        "model's edit_defaults, relative for SD)",
+    )
+    parser.add_argument("--nce-t-range", type=int, nargs=2, default=(0, 1000), metavar=("TMIN", "TMAX"))
+
+
+def _invert_parser(subparsers: Any, formatter: Any) -> argparse.ArgumentParser:
+    """``zerocon invert``'s own arguments: the inputs, the template caption's word, the reconstruction."""
+    parser = subparsers.add_parser(
+        "invert",
+        formatter_class=formatter,
+        help="regularised DDIM inversion of photos (cached for later edits)",
+        description="Caption and invert photos with pix2pix-zero's regularised DDIM inversion.",
+    )
+    parser.add_argument("inputs", nargs="+", metavar="IMAGE|DIR", help="photos or folders of photos")
+    parser.add_argument(
+        "--source",
+        default=None,
+        help="with --captioner none: the input's caption is 'a photo of a SOURCE'",
+    )
+    parser.add_argument("--reconstruct", action="store_true", help="also write reconstruction.png")
+    parser.add_argument(
+        "--guidance-scale",
+        type=float,
+        default=None,
+        help="CFG of the reconstruction (default: the model's edit_defaults, 5 for SD)",
+    )
+    return parser
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model, its captioner, the caption, the steps and the seed (both commands)."""
     parser.add_argument("--caption", default=None, help="use this caption instead of the captioner's")
     parser.add_argument(
         "--model",
@@ -137,10 +178,20 @@ def register(subparsers: Any, name: str) -> None:
     )
     parser.add_argument("--steps", type=int, default=50, help="DDIM steps (inversion and edit)")
     parser.add_argument("--seed", type=int, default=0, help="seed; the same seed gives the same image")
+
+
+def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """The output folder, the inversion cache and the roll offsets (both commands)."""
     parser.add_argument("--out", type=Path, default=Path("zerocon-out"), help="output folder")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="inversion cache folder")
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the inversion cache")
     parser.add_argument("--allow-zero-roll", action="store_true", help="diffusers' roll offsets (may be 0)")
+
+
+def _add_device_arguments(parser: argparse.ArgumentParser) -> None:
+    """Device, dtype, memory options and progress bars (both commands)."""
+    from zerocon.devices import DEVICES, DTYPES
+
     parser.add_argument(
         "--device", default="auto", help=f"{', '.join(DEVICES)} or cuda:N; auto: CUDA, then MPS, then CPU"
     )
@@ -153,7 +204,6 @@ def register(subparsers: Any, name: str) -> None:
         "--cpu-offload", action="store_true", help="keep each model on the CPU until it runs (8-12 GB GPUs)"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.set_defaults(func=run_edit if name == "edit" else run_invert)
 
 
 # ---------------------------------------------------------------------- settings and validation
@@ -284,125 +334,41 @@ def _load_pipeline(args: argparse.Namespace) -> Any:
 def _runtime(pipe: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Where and how an input was processed, for its record."""
     state = _process_state()
-    return {
-        "device": str(pipe._execution_device),
-        "dtype": str(pipe.unet.dtype).removeprefix("torch."),
-        "captioner": _captioner_name(pipe, args),
-        "cpu_offload": args.cpu_offload,
-        "vae_slicing": args.vae_slicing,
-        "vae_tiling": args.vae_tiling,
-        "process": f"{state.process_index} of {state.num_processes}",
-    }
-
-
-def _request_runtime(runtime: dict[str, Any]) -> dict[str, Any]:
-    """The parts of ``runtime`` an output depends on (not which process or which GPU of several made it)."""
-    return {
-        "device": runtime["device"].split(":")[0],
-        "dtype": runtime["dtype"],
-        "captioner": runtime["captioner"],
-    }
-
-
-def _captioner_name(pipe: Any, args: argparse.Namespace) -> str | None:
-    if not pipe.has_captioner:
-        return None
-    if args.captioner not in ("auto", "none"):
-        return args.captioner
-    own = Path(str(getattr(pipe.caption_generator, "name_or_path", "") or "")).name == "caption_generator"
-    return f"{args.model}/caption_generator" if own else DEFAULT_CAPTIONER
+    return describe_runtime(
+        pipe,
+        captioner_name(pipe, args.captioner, args.model),
+        cpu_offload=args.cpu_offload,
+        vae_slicing=args.vae_slicing,
+        vae_tiling=args.vae_tiling,
+        process=f"{state.process_index} of {state.num_processes}",
+    )
 
 
 # ---------------------------------------------------------------------- cache
-def _model_key(args: argparse.Namespace) -> str:
-    """The model's identity: its resolved location plus, for a folder, the size and mtime of its files."""
-    from zerocon.models import resolve_model
-
-    location = resolve_model(args.model)
-    parts = [location]
-    folder = Path(location)
-    if folder.is_dir():
-        for file in sorted(folder.rglob("*")):
-            if file.is_file():
-                stat = file.stat()
-                parts.append(f"{file.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns}")
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
-
-
-def inversion_cache_key(image_bytes: bytes, model_key: str, settings: dict[str, Any]) -> str:
-    """SHA-256 of the image bytes, the model identity and the inversion settings."""
-    digest = hashlib.sha256()
-    digest.update(hashlib.sha256(image_bytes).digest())
-    digest.update(model_key.encode())
-    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
-    return digest.hexdigest()
-
-
-def _cache_read(cache_dir: Path, key: str) -> Any:
-    from safetensors import SafetensorError, safe_open
-
-    from zerocon.edit.pipeline import Inversion
-
-    file = cache_dir / f"{key}.safetensors"
-    if not file.is_file():
-        return None
-    try:
-        with safe_open(str(file), framework="pt") as fh:
-            latents = fh.get_tensor("latents")
-            meta = fh.metadata() or {}
-        return Inversion(
-            latents=latents,
-            caption=meta["caption"],
-            input_size=tuple(json.loads(meta["size"])),
-            caption_source=meta.get("caption_source", "given"),
-        )
-    except (SafetensorError, OSError, KeyError, ValueError):
-        return None  # a damaged cache entry is recomputed and overwritten
-
-
-def _write_inversion(path: Path, inversion: Any, settings: dict[str, Any]) -> None:
-    from safetensors.torch import save_file
-
-    from zerocon.io import atomic_path
-
-    with atomic_path(path) as tmp:
-        save_file(
-            {"latents": inversion.latents.detach().float().cpu().contiguous()},
-            str(tmp),
-            metadata={
-                "caption": inversion.caption,
-                "caption_source": inversion.caption_source,
-                "size": json.dumps(list(inversion.input_size)),
-                "settings": json.dumps(settings, sort_keys=True, default=str),
-            },
-        )
-
-
 def _inversion(
-    pipe: Any, args: argparse.Namespace, path: Path, config: Any, model_key: str, source: str | None
+    pipe: Any,
+    args: argparse.Namespace,
+    path: Path,
+    digest: str,
+    config: Any,
+    model: str,
+    source: str | None,
 ) -> tuple[Any, bool]:
-    """Invert ``path`` (or take it from the cache); returns the inversion and whether it was a cache hit."""
+    """Invert ``path`` (whose bytes hash to ``digest``) or take it from the cache; returns the inversion and
+    whether it was a cache hit."""
     if pipe.has_captioner:
         source = None  # the caption comes from BLIP; the source word does not change the inversion
-    settings = {
-        **config.inversion_key(),
-        "caption": args.caption,
-        "source_if_no_blip": source,
-        "captioner": _captioner_name(pipe, args),
-        "dtype": str(pipe.unet.dtype),
-    }
-    key = inversion_cache_key(path.read_bytes(), model_key, settings)
-    if not args.no_cache:
-        cached = _cache_read(args.cache_dir, key)
-        if cached is not None:
-            return cached, True
-    inversion = pipe.invert_image(path, caption=args.caption, source=source, config=config)
-    if not args.no_cache:
-        try:
-            _write_inversion(args.cache_dir / f"{key}.safetensors", inversion, settings)
-        except OSError as exc:
-            print(f"zerocon: warning: cannot write the inversion cache ({exc})", file=sys.stderr)
-    return inversion, False
+    settings = inversion_settings(
+        pipe, config, args.caption, source, captioner_name(pipe, args.captioner, args.model)
+    )
+
+    def invert() -> Any:
+        return pipe.invert_image(path, caption=args.caption, source=source, config=config)
+
+    if args.no_cache:
+        return invert(), False
+    key = inversion_cache_key(digest, model, settings)
+    return InversionCache(args.cache_dir).get(key, settings, invert)
 
 
 # ---------------------------------------------------------------------- output folders
@@ -418,13 +384,6 @@ def _unique_names(paths: list[Path]) -> list[str]:
     return names
 
 
-def _request_key(path: Path, request: dict[str, Any]) -> str:
-    """What an output folder was made from: the input's bytes and every setting of the request."""
-    digest = hashlib.sha256(hashlib.sha256(path.read_bytes()).digest())
-    digest.update(json.dumps(request, sort_keys=True, default=str).encode())
-    return digest.hexdigest()
-
-
 def _finished(folder: Path, key: str) -> bool:
     try:
         return json.loads((folder / "record.json").read_text()).get("request_key") == key
@@ -438,13 +397,13 @@ def _process_all(
     """Process this process's share of ``paths`` and summarise every process's results on the main one.
 
     ``start()`` loads what the work needs (only in a process that has inputs left) and returns
-    ``(work, request)``: ``request(path)`` is the dict of everything the output depends on, and
-    ``work(path, staging) -> record`` fills a staging folder whose ``record.json`` this function writes. A
-    folder whose record holds the same request key is skipped (a re-run after an interruption).
+    ``(work, request)``: ``request`` is the dict of everything the outputs depend on besides the input's bytes
+    (:func:`~zerocon.edit.records.describe_request`), and ``work(path, staging, digest, key)`` fills a staging
+    folder, its ``record.json`` holding the request key ``key``, for the input whose bytes hash to ``digest``
+    (each input is read and hashed once). A folder whose record holds the same request key is skipped (a
+    re-run after an interruption).
     """
     from accelerate.utils import gather_object
-
-    from zerocon.io import write_json
 
     state = _process_state()
     names = _unique_names(paths)
@@ -460,31 +419,37 @@ def _process_all(
         for path, name in shard:
             folder = args.out / name
             try:
-                key = _request_key(path, request(path))
+                digest = file_digest(path)
+                key = request_key(digest, request)
                 if _finished(folder, key):
                     skipped += 1
                     print(f"{path} -> {folder} (already done)", file=sys.stderr)
                     continue
                 with staged_folder(folder) as staging:
-                    record = work(path, staging)
-                    write_json(staging / "record.json", {**record, "request_key": key})
+                    work(path, staging, digest, key)
                 done += 1
                 print(f"{path} -> {folder}", file=sys.stderr)
             except ZeroconError as exc:
                 own_failures.append(str(exc))
     results = gather_object([(done, skipped, own_failures)])
+    _summarise(results, failures, verb, state.is_main_process)
+    return 2 if failures or any(r[2] for r in results) else 0
+
+
+def _summarise(results: list[Any], failures: list[str], verb: str, main_process: bool) -> None:
+    """On the main process: how many inputs were kept, and every process's failures."""
     done = sum(r[0] for r in results)
     skipped = sum(r[1] for r in results)
     every_failure = failures + [message for r in results for message in r[2]]
-    if state.is_main_process:
-        if skipped:
-            print(f"zerocon: {skipped} input(s) already done with these settings, kept", file=sys.stderr)
-        if every_failure:
-            total = done + skipped + len(every_failure)
-            print(f"zerocon: {verb} {done + skipped} of {total} inputs; failed:", file=sys.stderr)
-            for message in every_failure:
-                print(f"  {message}", file=sys.stderr)
-    return 2 if every_failure else 0
+    if not main_process:
+        return
+    if skipped:
+        print(f"zerocon: {skipped} input(s) already done with these settings, kept", file=sys.stderr)
+    if every_failure:
+        total = done + skipped + len(every_failure)
+        print(f"zerocon: {verb} {done + skipped} of {total} inputs; failed:", file=sys.stderr)
+        for message in every_failure:
+            print(f"  {message}", file=sys.stderr)
 
 
 def _check_images(paths: list[Path], failures: list[str]) -> list[Path]:
@@ -499,21 +464,6 @@ def _check_images(paths: list[Path], failures: list[str]) -> list[Path]:
         except ZeroconError as exc:
             failures.append(str(exc))
     return good
-
-
-def _versions() -> dict[str, str]:
-    import diffusers
-    import torch
-    import transformers
-
-    from zerocon import __version__
-
-    return {
-        "zerocon": __version__,
-        "torch": torch.__version__,
-        "diffusers": diffusers.__version__,
-        "transformers": transformers.__version__,
-    }
 
 
 # ---------------------------------------------------------------------- commands
@@ -535,6 +485,26 @@ def _notices(path: Path, inversion: Any, direction: Any = None) -> None:
         _notice(f"{path}: {direction.reason}")
 
 
+def _start(args: argparse.Namespace, config: Any) -> tuple[Any, Any, str, dict[str, Any]]:
+    """What both commands load before their first input: the pipeline, the config resolved for its model
+    (the record states every setting used), the model's key and the runtime."""
+    pipe = _load_pipeline(args)
+    return pipe, config.for_model(pipe.config), model_key(args.model), _runtime(pipe, args)
+
+
+def _request(
+    args: argparse.Namespace,
+    command: str,
+    model: str,
+    settings: dict[str, Any],
+    runtime: dict[str, Any],
+    **fields: Any,
+) -> dict[str, Any]:
+    """The request of ``command`` (:func:`~zerocon.edit.records.describe_request`) with the caption and
+    source word of the command line."""
+    return describe_request(command, model, settings, runtime, args.caption, args.source, **fields)
+
+
 def run_edit(args: argparse.Namespace) -> int:
     config = _config(args)
     _validate_edit_request(args)
@@ -545,38 +515,38 @@ def run_edit(args: argparse.Namespace) -> int:
     return _process_all(args, paths, failures, lambda: _edit_job(args, config), "edited")
 
 
-def _edit_job(args: argparse.Namespace, config: Any) -> tuple[Any, Any]:
-    from zerocon.edit.directions import EditDirection, direction_from_files, parse_target
-    from zerocon.images import load_image, side_by_side
-    from zerocon.io import save_image_atomic
+def _given_direction(args: argparse.Namespace, pipe: Any) -> Any:
+    """The direction of ``--direction`` or of the sentence files, else ``None`` (made from the target)."""
+    from zerocon.edit.directions import EditDirection, direction_from_files
 
-    pipe = _load_pipeline(args)
-    config = config.for_model(pipe.config)  # the record states every setting used
-    model_key = _model_key(args)
-    runtime = _runtime(pipe, args)
-    direction = None
     if args.direction is not None:
-        direction = EditDirection.load(args.direction)
-    elif args.source_sentences is not None:
-        direction = direction_from_files(pipe, args.source_sentences, args.target_sentences)
-    request = parse_target(args.target, args.source) if args.target else None
-    source = request.source if request else None
+        return EditDirection.load(args.direction)
+    if args.source_sentences is not None:
+        return direction_from_files(pipe, args.source_sentences, args.target_sentences)
+    return None
 
-    def describe_request(path: Path) -> dict[str, Any]:
-        return {
-            "command": "edit",
-            "model": model_key,
-            "settings": dataclasses.asdict(config),
-            "target": args.target,
-            "source": args.source,
-            "caption": args.caption,
-            "direction": direction.describe() if direction is not None else None,
-            "runtime": _request_runtime(runtime),
-        }
 
-    def work(path: Path, staging: Path) -> dict[str, Any]:
+def _edit_job(args: argparse.Namespace, config: Any) -> tuple[Any, dict[str, Any]]:
+    from zerocon.edit.directions import parse_target
+    from zerocon.images import load_image
+
+    pipe, config, model, runtime = _start(args, config)
+    direction = _given_direction(args, pipe)
+    parsed = parse_target(args.target, args.source) if args.target else None
+    source = parsed.source if parsed else None
+    request = _request(
+        args,
+        "edit",
+        model,
+        dataclasses.asdict(config),
+        runtime,
+        target=args.target,
+        direction=direction.describe() if direction is not None else None,
+    )
+
+    def work(path: Path, staging: Path, digest: str, key: str) -> None:
         start = time.perf_counter()
-        inversion, hit = _inversion(pipe, args, path, config, model_key, source)
+        inversion, hit = _inversion(pipe, args, path, digest, config, model, source)
         result = pipe.edit(
             path,
             target=args.target,
@@ -588,37 +558,22 @@ def _edit_job(args: argparse.Namespace, config: Any) -> tuple[Any, Any]:
         _notices(path, inversion, result.direction)
         if args.save_direction is not None:
             result.direction.save(args.save_direction)
-        original = load_image(path)
-        save_image_atomic(result.edit, staging / "edit.png")
-        save_image_atomic(result.reconstruction, staging / "reconstruction.png")
-        comparison = side_by_side(
-            [original, result.reconstruction, result.edit], ["input", "reconstruction", "edit"]
+        output = EditOutput(
+            input=str(path),
+            image=load_image(path),
+            result=result,
+            model=args.model,
+            config=config,
+            target=args.target,
+            source=args.source,
+            runtime=runtime,
+            inversion_cache_hit=hit,
+            request_key=key,
+            started=start,
         )
-        save_image_atomic(comparison, staging / "comparison.png")
-        timings = {**result.timings, "total": time.perf_counter() - start}
-        return {
-            "input": str(path),
-            "model": args.model,
-            "method": config.method,
-            "target": args.target,
-            "source": args.source,
-            "caption": result.caption,
-            "caption_source": result.caption_source,
-            "edited_caption": result.edited_caption,
-            "direction": result.direction.describe(),
-            "scheduler": result.scheduler,
-            **runtime,
-            "seed": config.seed,
-            "settings": dataclasses.asdict(config),
-            "inversion_cache_hit": hit,
-            "input_size": list(original.size),
-            "output_size": list(result.edit.size),
-            "timings_seconds": timings,
-            "files": ["edit.png", "reconstruction.png", "comparison.png"],
-            "versions": _versions(),
-        }
+        write_edit_folder(staging, output)
 
-    return work, describe_request
+    return work, request
 
 
 def run_invert(args: argparse.Namespace) -> int:
@@ -630,56 +585,57 @@ def run_invert(args: argparse.Namespace) -> int:
     return _process_all(args, paths, failures, lambda: _invert_job(args, config), "inverted")
 
 
-def _invert_job(args: argparse.Namespace, config: Any) -> tuple[Any, Any]:
+def _reconstruct(pipe: Any, inversion: Any, config: Any, scheduler: Any) -> Any:
+    """The input rebuilt from its inversion (the caption as prompt and negative, no edit), at its size."""
     import torch
 
     from zerocon.edit.pipeline import _output_size
+
+    embeds = pipe.get_embeds([inversion.caption])
+    pipe.set_progress_bar_config(**{**pipe._bar_config(), "desc": "reconstruction"})
+    image = pipe(
+        inversion.caption,
+        source_embeds=embeds,
+        target_embeds=embeds,
+        num_inference_steps=config.num_inference_steps,
+        guidance_scale=config.guidance_scale,
+        negative_prompt=inversion.caption,
+        latents=inversion.latents.to(pipe._execution_device),
+        generator=torch.Generator().manual_seed(config.seed + 1),
+        method="word_swap",
+        scheduler=scheduler,
+    ).images[0]
+    return image.resize(_output_size(inversion.input_size, pipe.model_size))
+
+
+def _invert_job(args: argparse.Namespace, config: Any) -> tuple[Any, dict[str, Any]]:
     from zerocon.edit.schedulers import describe_scheduler
-    from zerocon.io import save_image_atomic
+    from zerocon.io import save_image_atomic, write_json
 
-    pipe = _load_pipeline(args)
-    config = config.for_model(pipe.config)
-    model_key = _model_key(args)
-    runtime = _runtime(pipe, args)
+    pipe, config, model, runtime = _start(args, config)
     scheduler, inverse_scheduler = pipe.recipe_schedulers()
+    request = _request(
+        args,
+        "invert",
+        model,
+        config.inversion_key(),
+        runtime,
+        reconstruct=args.reconstruct,
+        guidance_scale=config.guidance_scale,
+    )
 
-    def describe_request(path: Path) -> dict[str, Any]:
-        return {
-            "command": "invert",
-            "model": model_key,
-            "settings": config.inversion_key(),
-            "caption": args.caption,
-            "source": args.source,
-            "reconstruct": args.reconstruct,
-            "guidance_scale": config.guidance_scale,
-            "runtime": _request_runtime(runtime),
-        }
-
-    def work(path: Path, staging: Path) -> dict[str, Any]:
+    def work(path: Path, staging: Path, digest: str, key: str) -> None:
         start = time.perf_counter()
-        inversion, hit = _inversion(pipe, args, path, config, model_key, args.source)
+        inversion, hit = _inversion(pipe, args, path, digest, config, model, args.source)
         _notices(path, inversion)
-        _write_inversion(staging / "inversion.safetensors", inversion, config.inversion_key())
+        write_inversion(staging / "inversion.safetensors", inversion, config.inversion_key())
         files = ["inversion.safetensors"]
         if args.reconstruct:
-            embeds = pipe.get_embeds([inversion.caption])
-            pipe.set_progress_bar_config(**{**pipe._bar_config(), "desc": "reconstruction"})
-            image = pipe(
-                inversion.caption,
-                source_embeds=embeds,
-                target_embeds=embeds,
-                num_inference_steps=config.num_inference_steps,
-                guidance_scale=config.guidance_scale,
-                negative_prompt=inversion.caption,
-                latents=inversion.latents.to(pipe._execution_device),
-                generator=torch.Generator().manual_seed(config.seed + 1),
-                method="word_swap",
-                scheduler=scheduler,
-            ).images[0]
-            image = image.resize(_output_size(inversion.input_size, pipe.model_size))
-            save_image_atomic(image, staging / "reconstruction.png")
+            save_image_atomic(
+                _reconstruct(pipe, inversion, config, scheduler), staging / "reconstruction.png"
+            )
             files.append("reconstruction.png")
-        return {
+        record = {
             "input": str(path),
             "model": args.model,
             "caption": inversion.caption,
@@ -692,7 +648,9 @@ def _invert_job(args: argparse.Namespace, config: Any) -> tuple[Any, Any]:
             "latent_shape": list(inversion.latents.shape),
             "timings_seconds": {**inversion.timings, "total": time.perf_counter() - start},
             "files": files,
-            "versions": _versions(),
+            "versions": versions(),
+            "request_key": key,
         }
+        write_json(staging / "record.json", record)
 
-    return work, describe_request
+    return work, request

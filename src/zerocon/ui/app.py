@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from zerocon.edit.cache import InversionCache, file_digest
 from zerocon.edit.config import CROSS_ATTENTION_GUIDANCE_AMOUNT
 from zerocon.errors import ZeroconError
 from zerocon.ui.jobs import (
@@ -63,6 +64,14 @@ def _patch_nce_label(scale: str | None) -> str:
     return "Contrastive (PatchNCE) weight, on the PatchNCE loss"
 
 
+def _done_message(outcome: Any) -> str:
+    """The status line after an edit: its time, whether the inversion came from the cache, the edited caption."""
+    record = outcome.record
+    cached = " (inversion from the cache)" if record["inversion_cache_hit"] else ""
+    edited = outcome.edited_caption or "(direction given)"
+    return f"Done in {record['timings_seconds']['total']} s{cached}. Edited caption: {edited}."
+
+
 def _page_error(exc: BaseException) -> Exception:
     """The error shown in the page: a ZeroconError's own message, otherwise a short note (details in the log)."""
     import gradio as gr
@@ -90,6 +99,7 @@ def build_app(
     runs = Path(config.runs).resolve()
     examples = write_examples(workdir)
     model_key = f"editor:{config.model}"
+    inversions = InversionCache(config.cache_dir) if config.cache_dir is not None else None
 
     def editor() -> Any:
         if editor_loader is not None:
@@ -155,7 +165,17 @@ def build_app(
             progress(0.0, desc="loading model")
             model = editor()
             job = new_job_dir(workdir, "edit")
-            outcome = run_edit(model, image, settings, job, config.model)
+            outcome = run_edit(
+                model,
+                image,
+                settings,
+                job,
+                config.model,
+                cache=inversions,
+                image_digest=file_digest(path),
+                input_name=Path(path).name,
+                captioner=config.captioner,
+            )
         except Exception as exc:
             raise _page_error(exc) from None
         files = outcome.files
@@ -169,7 +189,7 @@ def build_app(
             gr.DownloadButton(value=str(files["comparison"]), visible=True),
             gr.DownloadButton(value=str(files["record"]), visible=True),
             outcome.record,
-            f"Done in {outcome.record['seconds']} s. Edited caption: {outcome.edited_caption or '(direction given)'}.",
+            _done_message(outcome),
         )
 
     # -- Translate tab handlers ---------------------------------------------------------------------------

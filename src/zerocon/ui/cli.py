@@ -46,6 +46,13 @@ def register(subparsers: Any, name: str) -> None:
         help="the app's own folder for outputs (default: %(default)s)",
     )
     parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=defaults.cache_dir,
+        help="inversion cache folder, shared with 'zerocon edit' (default: %(default)s)",
+    )
+    parser.add_argument("--no-cache", action="store_true", help="neither read nor write the inversion cache")
+    parser.add_argument(
         "--runs",
         type=Path,
         default=defaults.runs,
@@ -83,13 +90,16 @@ def _run(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         workdir=args.workdir,
+        cache_dir=None if args.no_cache else args.cache_dir,
         runs=args.runs,
         max_upload_mb=args.max_upload_mb,
         max_pixels=args.max_pixels,
         max_steps=args.max_steps,
     )
+    cache = "no inversion cache" if config.cache_dir is None else f"inversion cache in {config.cache_dir}"
     print(
-        f"zerocon ui: serving on http://{config.host}:{config.port} (outputs in {config.workdir.resolve()})"
+        f"zerocon ui: serving on http://{config.host}:{config.port} (outputs in {config.workdir.resolve()}; "
+        f"{cache})"
     )
     launch(config, block=True)
     return 0

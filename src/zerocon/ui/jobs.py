@@ -1,10 +1,12 @@
 """What the web app does behind its widgets: limits, its own folders, lazy model loading, and the jobs.
 
-Nothing here imports Gradio, so it is tested directly. The app has exactly two folders of its own: ``workdir``
-(everything it writes: one sub-folder per job, the example scenes) and ``runs`` (where it looks for CUT /
-LANIT checkpoints). A user never names a path: uploads arrive through the browser, checkpoints are picked by
-their name inside ``runs`` and every name is resolved and checked to stay inside its folder, so no request can
-make the app read or write anywhere else.
+Nothing here imports Gradio, so it is tested directly. The app has exactly three folders of its own:
+``workdir`` (everything it writes: one sub-folder per job, the example scenes), ``runs`` (where it looks for
+CUT / LANIT checkpoints) and ``cache_dir`` (the inversion cache it shares with ``zerocon edit``). A user never
+names a path: uploads arrive through the browser, checkpoints are picked by their name inside ``runs``, cache
+entries are named by a digest, and every name is resolved and checked to stay inside its folder, so no request
+can make the app read or write anywhere else. An edit's folder is written by the command line's writer
+(:mod:`zerocon.edit.records`), so its ``record.json`` has the same keys as ``zerocon edit``'s.
 """
 
 from __future__ import annotations
@@ -14,12 +16,22 @@ import json
 import os
 import secrets
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
+
+from zerocon.edit.cache import (
+    DEFAULT_CACHE,
+    InversionCache,
+    bytes_digest,
+    inversion_cache_key,
+    inversion_settings,
+    model_key,
+)
 
 # METHODS: the editing methods offered in the Edit tab (the editor's own, from its settings module)
 from zerocon.edit.config import (
@@ -29,9 +41,17 @@ from zerocon.edit.config import (
     PatchNCEGuidance,
     check_method,
 )
+from zerocon.edit.records import (
+    EditOutput,
+    captioner_name,
+    describe_request,
+    describe_runtime,
+    request_key,
+    write_edit_folder,
+)
 from zerocon.errors import ZeroconError
-from zerocon.images import load_image, side_by_side
-from zerocon.io import save_image_atomic, write_json
+from zerocon.images import load_image
+from zerocon.io import save_image_atomic
 
 
 @dataclass
@@ -53,6 +73,9 @@ class UIConfig:
     """Port to listen on."""
     workdir: Path = field(default_factory=lambda: Path("zerocon-ui"))
     """The app's own folder: every output is written under ``workdir/jobs``; examples under ``workdir/examples``."""
+    cache_dir: Path | None = field(default_factory=lambda: DEFAULT_CACHE)
+    """The inversion cache, shared with ``zerocon edit`` by default (:data:`~zerocon.edit.cache.DEFAULT_CACHE`):
+    a second edit of the same photo with the same inversion settings reuses its inversion. ``None``: no cache."""
     runs: Path = field(default_factory=lambda: Path("runs"))
     """The folder whose CUT / LANIT runs (``RUN/checkpoint``) the Translate tab offers."""
     max_upload_mb: float = 20.0
@@ -249,55 +272,66 @@ def run_edit(
     job_dir: Path,
     model: str,
     config_factory: Callable[[EditSettings], Any] = edit_config,
+    *,
+    cache: InversionCache | None = None,
+    image_digest: str | None = None,
+    input_name: str = "input.png",
+    captioner: str = "auto",
 ) -> EditOutcome:
-    """Run ``editor.edit`` (a ZeroConPipeline) and write edit / reconstruction / comparison / record in ``job_dir``.
+    """Run ``editor.edit`` (a ZeroConPipeline) and write input / edit / reconstruction / comparison / record in
+    ``job_dir`` with the command line's writer (:func:`zerocon.edit.records.write_edit_folder`: the same
+    ``record.json`` as ``zerocon edit``).
 
     ``settings.source`` is the caption from the page (BLIP's, possibly corrected by the user); an empty one lets
-    the editor caption the photo itself.
+    the editor caption the photo itself. With ``cache`` the inversion is taken from (or stored in) that
+    :class:`~zerocon.edit.cache.InversionCache`, keyed by ``image_digest`` (the uploaded file's
+    :func:`~zerocon.edit.cache.file_digest`; default: a digest of the pixels). ``input_name`` (the upload's base
+    name) and ``captioner`` (the app's ``--captioner``) are recorded.
     """
-    import time
-
     started = time.perf_counter()
     caption = (settings.source or "").strip() or None
     if caption is None and getattr(editor, "caption_generator", None) is None:
         raise ZeroconError("this model has no captioner: type a caption describing the photo")
-    result = editor.edit(
-        image, target=settings.target.strip(), caption=caption, config=config_factory(settings)
+    config = config_factory(settings)
+    resolved = config.for_model(editor.config)  # the record states every setting used
+    target = settings.target.strip()
+    digest = image_digest or _pixels_digest(image)
+    identity = model_key(str(editor.name_or_path or model))
+    runtime = describe_runtime(editor, captioner_name(editor, captioner, model))
+    inversion, hit = None, False
+    if cache is not None:
+        inversion_of = inversion_settings(editor, config, caption, None, runtime["captioner"])
+        inversion, hit = cache.get(
+            inversion_cache_key(digest, identity, inversion_of),
+            inversion_of,
+            lambda: editor.invert_image(image, caption=caption, config=config),
+        )
+    result = editor.edit(image, target=target, caption=caption, config=config, inversion=inversion)
+    request = describe_request(
+        "edit", identity, asdict(resolved), runtime, caption, None, target=target, direction=None
     )
-    direction = result.direction
-    described = direction.describe() if hasattr(direction, "describe") else str(direction)
-    files = {
-        "input": job_dir / "input.png",
-        "edit": job_dir / "edit.png",
-        "reconstruction": job_dir / "reconstruction.png",
-        "comparison": job_dir / "comparison.png",
-        "record": job_dir / "record.json",
-    }
-    save_image_atomic(image, files["input"])
-    save_image_atomic(result.edit, files["edit"])
-    save_image_atomic(result.reconstruction, files["reconstruction"])
-    save_image_atomic(
-        side_by_side([image, result.reconstruction, result.edit], ["input", "reconstruction", "edit"]),
-        files["comparison"],
+    output = EditOutput(
+        input=input_name,
+        image=image,
+        result=result,
+        model=model,
+        config=resolved,
+        target=target,
+        source=None,
+        runtime=runtime,
+        inversion_cache_hit=hit,
+        request_key=request_key(digest, request),
+        started=started,
     )
-    record = {
-        "model": model,
-        "settings": asdict(settings),
-        "caption": result.caption,
-        "caption_source": getattr(result, "caption_source", None),
-        "edited_caption": result.edited_caption,
-        "direction": json.loads(json.dumps(described, default=str)),
-        "scheduler": getattr(result, "scheduler", None),
-        "input_size": list(image.size),
-        "output_size": list(result.edit.size),
-        "timings": {k: round(float(v), 3) for k, v in (result.timings or {}).items()},
-        "seconds": round(time.perf_counter() - started, 3),
-        "files": {k: v.name for k, v in files.items()},
-    }
-    write_json(files["record"], record)
+    record, files = write_edit_folder(job_dir, output, keep_input=True)
     return EditOutcome(
         result.edit, result.reconstruction, result.caption, result.edited_caption, record, files
     )
+
+
+def _pixels_digest(image: Image.Image) -> str:
+    """A digest of an image's pixels (for an image that comes without its file)."""
+    return bytes_digest(f"{image.mode}:{image.size}:".encode() + image.tobytes())
 
 
 # -- translation runs -------------------------------------------------------------------------------------
@@ -373,7 +407,7 @@ def load_translator(info: RunInfo, run_dir: Path) -> Any:
         return CUTTranslator.from_checkpoint(run_dir)
     from zerocon.lanit.translate import Translator
 
-    return Translator.from_run(run_dir)
+    return Translator.from_checkpoint(run_dir)
 
 
 def translate_images(

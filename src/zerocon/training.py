@@ -35,6 +35,15 @@ from zerocon.io import load_checkpoint, network_state, save_checkpoint, save_ima
 CHECKPOINT_DIR = "checkpoint"
 
 
+@torch.no_grad()
+def moving_average(model: nn.Module, ema: nn.Module, beta: float = 0.999) -> None:
+    """ema <- beta * ema + (1 - beta) * model, parameter by parameter (buffers copied)."""
+    for p, p_ema in zip(model.parameters(), ema.parameters(), strict=True):
+        p_ema.lerp_(p.detach(), 1.0 - beta)
+    for b, b_ema in zip(model.buffers(), ema.buffers(), strict=True):
+        b_ema.copy_(b)
+
+
 def checkpoint_folder(path: str | os.PathLike) -> Path:
     """``RUN/checkpoint`` when given a run folder, else ``path`` itself."""
     path = Path(path)

@@ -12,8 +12,9 @@ from zerocon.errors import ZeroconError
 from zerocon.lanit import losses as L
 from zerocon.lanit.labels import LabelConfig, adaptive_threshold, handle_empty, pseudo_labels
 from zerocon.lanit.model import LanitConfig, LanitMethod, make_config
-from zerocon.lanit.networks import NetworkConfig, build_networks, moving_average
+from zerocon.lanit.networks import NetworkConfig, build_networks
 from zerocon.lanit.prompts import PromptLearner, base_prompt, encode_images, load_clip, resolve_templates
+from zerocon.training import moving_average
 
 
 # -- pseudo-labels -------------------------------------------------------------------------------------

@@ -20,10 +20,10 @@ from PIL import Image
 from zerocon.errors import ZeroconError
 from zerocon.lanit import losses as L
 from zerocon.lanit.labels import LabelConfig, pseudo_labels
-from zerocon.lanit.networks import NetworkConfig, build_networks, moving_average
+from zerocon.lanit.networks import NetworkConfig, build_networks
 from zerocon.lanit.prompts import ClipBundle, PromptLearner, encode_images, load_clip, resolve_templates
 from zerocon.lanit.sampling import latent_grid
-from zerocon.training import StepContext, TrainableMethod
+from zerocon.training import StepContext, TrainableMethod, moving_average
 
 
 @dataclass

@@ -288,12 +288,3 @@ def build_networks(cfg: NetworkConfig, seed: int = 0) -> Networks:
         copy.deepcopy(mapping).requires_grad_(False),
         copy.deepcopy(style_encoder).requires_grad_(False),
     )
-
-
-@torch.no_grad()
-def moving_average(model: nn.Module, ema: nn.Module, beta: float = 0.999) -> None:
-    """ema <- beta * ema + (1 - beta) * model, parameter by parameter (buffers copied)."""
-    for p, p_ema in zip(model.parameters(), ema.parameters(), strict=True):
-        p_ema.lerp_(p.detach(), 1.0 - beta)
-    for b, b_ema in zip(model.buffers(), ema.buffers(), strict=True):
-        b_ema.copy_(b)

@@ -15,6 +15,7 @@ from zerocon.shapes.stage import Stage, StageConfig, save_atomic, train_stage
 from zerocon.shapes.stages.clip import tokenize
 from zerocon.shapes.stages.vae import vae_factor
 from zerocon.shapes.world import all_captions, parse_caption
+from zerocon.training import moving_average
 
 
 @dataclass
@@ -242,9 +243,7 @@ class UnetStage(Stage):
     @torch.no_grad()
     def after_step(self, step: int) -> None:
         """Move the EMA copy towards the weights (a short decay early on, so it follows the first steps)."""
-        decay = min(self.cfg.ema_decay, (1 + step) / (10 + step))
-        for pe, p in zip(self.ema.parameters(), self.unet.parameters()):
-            pe.lerp_(p, 1 - decay)
+        moving_average(self.unet, self.ema, min(self.cfg.ema_decay, (1 + step) / (10 + step)))
 
     def evaluate(self) -> dict[str, Any]:
         cfg = self.cfg

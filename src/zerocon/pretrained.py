@@ -17,7 +17,6 @@ missing / unexpected / wrongly shaped weights.
 from __future__ import annotations
 
 import os
-import pickle
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -116,7 +115,9 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         return load_file(str(path))
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
+    except Exception as exc:
+        if type(exc).__name__ != "UnpicklingError":  # pickle's, raised by the weights-only unpickler
+            raise
         # torch's message advises weights_only=False, i.e. running the file's code; say what was refused instead
         raise ValueError(f"weights-only loading refused it: {_unpickler_reason(exc)}") from exc
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):

@@ -589,10 +589,10 @@ def _reconstruct(pipe: Any, inversion: Any, config: Any, scheduler: Any) -> Any:
     """The input rebuilt from its inversion (the caption as prompt and negative, no edit), at its size."""
     import torch
 
-    from zerocon.edit.pipeline import _output_size
+    from zerocon.edit.photo import output_size, show_stage
 
     embeds = pipe.get_embeds([inversion.caption])
-    pipe.set_progress_bar_config(**{**pipe._bar_config(), "desc": "reconstruction"})
+    show_stage(pipe, "reconstruction")
     image = pipe(
         inversion.caption,
         source_embeds=embeds,
@@ -605,7 +605,7 @@ def _reconstruct(pipe: Any, inversion: Any, config: Any, scheduler: Any) -> Any:
         method="word_swap",
         scheduler=scheduler,
     ).images[0]
-    return image.resize(_output_size(inversion.input_size, pipe.model_size))
+    return image.resize(output_size(inversion.input_size, pipe.model_size))
 
 
 def _invert_job(args: argparse.Namespace, config: Any) -> tuple[Any, dict[str, Any]]:

@@ -27,10 +27,8 @@ The lock-step loop itself is :mod:`zerocon.edit.lockstep`; the settings (:class:
 
 from __future__ import annotations
 
-import time
 import warnings
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 import PIL.Image
@@ -46,6 +44,7 @@ from diffusers.image_processor import PipelineImageInput, VaeImageProcessor
 from diffusers.pipelines.pipeline_utils import StableDiffusionMixin
 from transformers import BlipForConditionalGeneration, BlipProcessor, CLIPTextModel, CLIPTokenizer
 
+from zerocon.edit import photo
 from zerocon.edit.attention import installed_processors
 from zerocon.edit.config import (
     CROSS_ATTENTION_GUIDANCE_AMOUNT,
@@ -59,7 +58,7 @@ from zerocon.edit.config import (
 from zerocon.edit.inversion import regularize_noise
 from zerocon.edit.lockstep import check_finite, combine_cfg, new_state, run_lockstep_edit
 from zerocon.edit.outputs import EditResult, Inversion, ZeroConInversionOutput, ZeroConPipelineOutput
-from zerocon.edit.schedulers import ddim_schedulers, describe_scheduler, is_ddim
+from zerocon.edit.schedulers import ddim_schedulers, is_ddim
 from zerocon.errors import ZeroconError
 
 __all__ = [
@@ -686,171 +685,31 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
         return prompt_embeds, edit_embeds.to(prompt_embeds.dtype), num_cond
 
     # ------------------------------------------------------------------ the whole recipe on a photo
+    # (zerocon.edit.photo; these methods are its entry points on the pipeline)
     def prepare_image(self, image: Any) -> tuple[PIL.Image.Image, tuple[int, int]]:
-        """Load ``image`` (path or PIL; all bad-input errors from :func:`zerocon.images.load_image`) and resize
-        it to the model's square size. Returns the resized image and the input's (width, height)."""
-        from zerocon.images import load_image
-
-        loaded = load_image(image)
-        side = self.model_size
-        return loaded.resize((side, side), PIL.Image.LANCZOS), loaded.size
+        """See :func:`zerocon.edit.photo.prepare_image`."""
+        return photo.prepare_image(self, image)
 
     def recipe_schedulers(self) -> tuple[Any, Any]:
-        """The photo recipe's DDIM and DDIM-inversion schedulers with the checkpoint's noise schedule (see
-        :mod:`zerocon.edit.schedulers`), whatever sampler the checkpoint ships."""
-        return ddim_schedulers(self.scheduler, self.inverse_scheduler)
+        """See :func:`zerocon.edit.photo.recipe_schedulers`."""
+        return photo.recipe_schedulers(self)
 
     def caption_image(self, image: PIL.Image.Image, config: EditConfig, source: str | None = None) -> str:
-        """BLIP caption of ``image``; without a captioner, the template ``"a photo of a <source>"`` when
-        ``config.template_caption`` allows it (see :meth:`caption_source`), else a one-line error."""
-        if self.has_captioner:
-            return self.generate_caption(
-                image, prefix=config.caption_prefix, max_new_tokens=config.caption_max_new_tokens
-            )
-        if source and config.template_caption:
-            return f"a photo of a {source}"
-        raise ZeroconError(
-            "this model has no captioner (BLIP): give one (--captioner ID|DIR; Stable Diffusion repos hold "
-            "none), or a caption (--caption), or --captioner none with a --source word for the template "
-            "caption 'a photo of a <source>'"
-        )
+        """See :func:`zerocon.edit.photo.caption_image`."""
+        return photo.caption_image(self, image, config, source)
 
     def caption_source(self, caption: str | None, config: EditConfig) -> str:
-        """Where an inversion's caption comes from: ``"given"``, ``"captioner"`` or ``"template"``."""
-        if caption is not None:
-            return "given"
-        return "captioner" if self.has_captioner or not config.template_caption else "template"
+        """See :func:`zerocon.edit.photo.caption_source`."""
+        return photo.caption_source(self, caption, config)
 
-    def invert_image(
-        self,
-        image: Any,
-        caption: str | None = None,
-        source: str | None = None,
-        config: EditConfig | None = None,
-    ) -> Inversion:
-        """Caption (unless given) and regularised DDIM inversion of a photo at the model's size."""
-        config = config or EditConfig()
-        timings: dict[str, float] = {}
-        start = time.perf_counter()
-        resized, size = self.prepare_image(image)
-        caption_source = self.caption_source(caption, config)
-        if caption is None:
-            self.set_progress_bar_config(**{**self._bar_config(), "desc": "caption"})
-            caption = self.caption_image(resized, config, source)
-            timings["caption"] = time.perf_counter() - start
-        caption = caption.strip()
-        if not caption:
-            raise ZeroconError("the caption is empty; pass a non-empty caption")
-        start = time.perf_counter()
-        self.set_progress_bar_config(**{**self._bar_config(), "desc": "inversion"})
-        latents = self.invert(
-            caption,
-            image=resized,
-            num_inference_steps=config.num_inference_steps,
-            generator=torch.Generator(device="cpu").manual_seed(config.seed),
-            output_type="latent",
-            lambda_auto_corr=config.lambda_auto_corr,
-            lambda_kl=config.lambda_kl,
-            num_reg_steps=config.num_reg_steps,
-            num_auto_corr_rolls=config.num_auto_corr_rolls,
-            allow_zero_roll=config.allow_zero_roll,
-            inverse_scheduler=self.recipe_schedulers()[1],
-        ).latents
-        timings["inversion"] = time.perf_counter() - start
-        return Inversion(
-            latents=latents, caption=caption, input_size=size, timings=timings, caption_source=caption_source
-        )
+    def invert_image(self, image: Any, caption: str | None = None, source: str | None = None,
+                     config: EditConfig | None = None) -> Inversion:  # fmt: skip
+        """Caption (unless given) and regularised DDIM inversion of a photo (:func:`zerocon.edit.photo.invert_photo`)."""
+        return photo.invert_photo(self, image, caption, source, config)
 
-    def _bar_config(self) -> dict[str, Any]:
-        config = dict(getattr(self, "_progress_bar_config", {}) or {})
-        config.pop("desc", None)
-        return config
-
-    def edit(
-        self,
-        image: Any,
-        target: str | None = None,
-        source: str | None = None,
-        caption: str | None = None,
-        direction: Any = None,
-        config: EditConfig | None = None,
-        inversion: Inversion | None = None,
-    ) -> EditResult:
-        """Edit a photo: caption -> regularised DDIM inversion -> reference pass -> guided edit -> decode.
-
-        Args:
-            image: a path or PIL image (converted to RGB, EXIF-rotated, resized to the model's size).
-            target: ``"cat->dog"`` (word swap applied to the caption, with template banks), a target word
-                with ``source``, or a full target sentence.
-            source: the source word or sentence (optional).
-            caption: the caption to use instead of BLIP's.
-            direction: an :class:`~zerocon.edit.directions.EditDirection` (e.g. from sentence files) used
-                instead of the automatic one; ``target`` may then be omitted.
-            config: :class:`EditConfig` (method, steps, guidance, seed, ...).
-            inversion: a previous :meth:`invert_image` result for this image and config (a cache hit).
-
-        Returns an :class:`EditResult` whose images have the input's aspect ratio (longer side = model size).
-        """
-        from zerocon.edit.directions import EditDirection, automatic_direction, edited_caption, parse_target
-
-        config = (config or EditConfig()).for_model(self.config)
-        check_method(config.method)
-        request = parse_target(target, source) if direction is None or target else None
-        timings: dict[str, float] = {}
-        resized, size = self.prepare_image(image)
-        if inversion is None:
-            inversion = self.invert_image(
-                resized, caption=caption, source=request.source if request else None, config=config
-            )
-            inversion = replace(inversion, input_size=size)
-        timings.update(inversion.timings)
-        caption = inversion.caption
-
-        start = time.perf_counter()
-        if direction is None:
-            direction = automatic_direction(
-                self, caption, request.target, request.source, use_templates=config.use_templates
-            )
-        elif not isinstance(direction, EditDirection):
-            raise TypeError("direction must be an EditDirection")
-        timings["direction"] = time.perf_counter() - start
-
-        start = time.perf_counter()
-        self.set_progress_bar_config(**{**self._bar_config(), "desc": f"edit ({config.method})"})
-        device = self._execution_device
-        scheduler = self.recipe_schedulers()[0]
-        out = self(
-            caption,
-            source_embeds=direction.source_embeds.to(device),
-            target_embeds=direction.target_embeds.to(device),
-            num_inference_steps=config.num_inference_steps,
-            guidance_scale=config.guidance_scale,
-            negative_prompt=caption,
-            generator=torch.Generator(device="cpu").manual_seed(config.seed + 1),
-            latents=inversion.latents.to(device),
-            cross_attention_guidance_amount=config.cross_attention_guidance_amount,
-            output_type="pil",
-            method=config.method,
-            patch_nce=config.patch_nce,
-            return_reconstruction=True,
-            scheduler=scheduler,
-        )
-        timings["edit"] = time.perf_counter() - start
-        out_size = _output_size(size, self.model_size)
-        return EditResult(
-            edit=out.images[0].resize(out_size, PIL.Image.LANCZOS),
-            reconstruction=out.reconstruction[0].resize(out_size, PIL.Image.LANCZOS),
-            caption=caption,
-            edited_caption=edited_caption(caption, request) if request else "",
-            direction=direction,
-            timings=timings,
-            inverted_latents=inversion.latents,
-            caption_source=inversion.caption_source,
-            scheduler=describe_scheduler(scheduler, self.scheduler),
-        )
-
-
-def _output_size(size: tuple[int, int], side: int) -> tuple[int, int]:
-    from zerocon.images import fit_size
-
-    return fit_size(size, side, multiple=1)
+    def edit(self, image: Any, target: str | None = None, source: str | None = None, caption: str | None = None,
+             direction: Any = None, config: EditConfig | None = None, inversion: Inversion | None = None,
+             ) -> EditResult:  # fmt: skip
+        """Edit a photo: caption -> regularised DDIM inversion -> reference pass -> guided edit -> decode
+        (:func:`zerocon.edit.photo.edit_photo`, which documents the arguments)."""
+        return photo.edit_photo(self, image, target, source, caption, direction, config, inversion)

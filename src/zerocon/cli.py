@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from zerocon.errors import ZeroconError
 
@@ -39,6 +40,20 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         if action.default is None:
             return action.help or ""
         return super()._get_help_string(action)
+
+
+def option_with_old_name(parser: argparse.ArgumentParser) -> Callable[..., None]:
+    """``add(new, old, **spec)``: the option ``new``, also accepted as ``old`` (a renamed flag's previous
+    spelling, not listed in ``--help``)."""
+
+    def add(new: str, old: str, **spec: Any) -> None:
+        action = parser.add_argument(new, **spec)
+        hidden = {k: v for k, v in spec.items() if k in ("type", "nargs", "choices", "metavar")}
+        parser.add_argument(
+            old, dest=action.dest, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **hidden
+        )
+
+    return add
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

@@ -207,3 +207,29 @@ def test_memory_options_run_and_leave_the_edit_unchanged(tiny_dir, photos, tmp_p
     assert record["cpu_offload"] and record["vae_slicing"] and record["vae_tiling"]
     plain, lean_edit = (np.asarray(Image.open(tmp_path / d / "wide" / "edit.png")) for d in ("plain", "lean"))
     assert np.array_equal(plain, lean_edit)
+
+
+def test_guidance_flags_are_named_after_their_settings_and_old_names_still_work():
+    import argparse
+
+    from zerocon.edit.cli import _config, register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(), "edit")
+
+    def config(*flags):
+        return _config(parser.parse_args(["edit", "x.png", "--target", "a->b", *flags]))
+
+    new = config("--cross-attention-guidance-amount", "0.3", "--patch-nce-weight", "2", "--patch-nce-scale",
+                 "absolute", "--patch-nce-patches", "64", "--patch-nce-t-range", "100", "900")  # fmt: skip
+    old = config("--xa-guidance", "0.3", "--nce-weight", "2", "--nce-scale", "absolute", "--nce-patches", "64",
+                 "--nce-t-range", "100", "900")  # fmt: skip
+    assert new == old
+    assert new.cross_attention_guidance_amount == 0.3
+    assert (new.patch_nce.weight, new.patch_nce.scale, new.patch_nce.num_patches) == (2.0, "absolute", 64)
+    assert (new.patch_nce.t_min, new.patch_nce.t_max) == (100, 900)
+    default = config()
+    assert default.patch_nce.weight is None and default.patch_nce.scale is None  # the model's choice
+    assert default.cross_attention_guidance_amount == 0.1
+    help_text = parser._subparsers._group_actions[0].choices["edit"].format_help()
+    assert "--patch-nce-weight" in help_text and "--nce-weight" not in help_text

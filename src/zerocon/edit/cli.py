@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from zerocon.cli import option_with_old_name
 from zerocon.edit.cache import (
     DEFAULT_CACHE,
     InversionCache,
@@ -106,35 +107,55 @@ def _edit_parser(subparsers: Any, formatter: Any) -> argparse.ArgumentParser:
 
 
 def _add_guidance_arguments(parser: argparse.ArgumentParser) -> None:
-    """``zerocon edit``'s guidance: classifier-free, cross-attention and PatchNCE."""
+    """``zerocon edit``'s guidance: classifier-free, cross-attention and PatchNCE. Each flag is named after its
+    setting (``EditConfig.cross_attention_guidance_amount``, ``PatchNCEGuidance.weight`` ...); the older
+    spellings (``--xa-guidance``, ``--nce-weight`` ...) are still accepted."""
     parser.add_argument(
         "--guidance-scale",
         type=float,
         default=None,
         help="CFG with the caption as negative (default: the model's edit_defaults, 5 for SD)",
     )
-    parser.add_argument(
+    option = option_with_old_name(parser)
+    option(
+        "--cross-attention-guidance-amount",
         "--xa-guidance",
         type=float,
         default=CROSS_ATTENTION_GUIDANCE_AMOUNT,
-        help="cross-attention guidance step (0.01 for SD 2.x)",
+        help="step size of the latent's guidance step (0.01 for SD 2.x)",
     )
-    parser.add_argument(
+    option(
+        "--patch-nce-weight",
         "--nce-weight",
         type=float,
         default=None,
         help="PatchNCE weight of zerocon (default: the model's edit_defaults, 4 on the relative scale for SD)",
     )
-    parser.add_argument("--nce-patches", type=int, default=NUM_PATCHES, help="PatchNCE patches per layer")
-    parser.add_argument(
+    option(
+        "--patch-nce-scale",
         "--nce-scale",
         default=None,
         choices=GRADIENT_SCALES,
-        help="what --nce-weight multiplies: the PatchNCE gradient sized to the cross-attention gradient's "
-        "norm (relative: the same meaning on every model) or the PatchNCE loss (absolute) (default: the "
-        "model's edit_defaults, relative for SD)",
+        help="what --patch-nce-weight multiplies: the PatchNCE gradient sized to the cross-attention "
+        "gradient's norm (relative: the same meaning on every model) or the PatchNCE loss (absolute) "
+        "(default: the model's edit_defaults, relative for SD)",
     )
-    parser.add_argument("--nce-t-range", type=int, nargs=2, default=(0, 1000), metavar=("TMIN", "TMAX"))
+    option(
+        "--patch-nce-patches",
+        "--nce-patches",
+        type=int,
+        default=NUM_PATCHES,
+        help="PatchNCE patches per layer",
+    )
+    option(
+        "--patch-nce-t-range",
+        "--nce-t-range",
+        type=int,
+        nargs=2,
+        default=(0, 1000),
+        metavar=("TMIN", "TMAX"),
+        help="timesteps at which the PatchNCE term is applied",
+    )
 
 
 def _invert_parser(subparsers: Any, formatter: Any) -> argparse.ArgumentParser:
@@ -216,11 +237,11 @@ def _config(args: argparse.Namespace) -> Any:
         raise ZeroconError(f"--steps must be at least 1, got {args.steps}")
     try:
         nce = PatchNCEGuidance(
-            weight=getattr(args, "nce_weight", None),
-            num_patches=getattr(args, "nce_patches", NUM_PATCHES),
-            scale=getattr(args, "nce_scale", None),
-            t_min=getattr(args, "nce_t_range", (0, 1000))[0],
-            t_max=getattr(args, "nce_t_range", (0, 1000))[1],
+            weight=getattr(args, "patch_nce_weight", None),
+            num_patches=getattr(args, "patch_nce_patches", NUM_PATCHES),
+            scale=getattr(args, "patch_nce_scale", None),
+            t_min=getattr(args, "patch_nce_t_range", (0, 1000))[0],
+            t_max=getattr(args, "patch_nce_t_range", (0, 1000))[1],
         )
     except ValueError as exc:
         raise ZeroconError(str(exc)) from exc
@@ -228,7 +249,9 @@ def _config(args: argparse.Namespace) -> Any:
         method=method,
         num_inference_steps=args.steps,
         guidance_scale=args.guidance_scale,
-        cross_attention_guidance_amount=getattr(args, "xa_guidance", CROSS_ATTENTION_GUIDANCE_AMOUNT),
+        cross_attention_guidance_amount=getattr(
+            args, "cross_attention_guidance_amount", CROSS_ATTENTION_GUIDANCE_AMOUNT
+        ),
         patch_nce=nce,
         allow_zero_roll=args.allow_zero_roll,
         use_templates=False if getattr(args, "no_templates", False) else None,  # None: the model's choice

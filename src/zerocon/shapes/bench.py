@@ -42,6 +42,7 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
+from zerocon.cli import option_with_old_name
 from zerocon.edit.config import GRADIENT_SCALES
 from zerocon.edit.config import METHODS as EDIT_METHODS
 from zerocon.edit.schedulers import describe_scheduler
@@ -489,14 +490,20 @@ def register(sub: Any) -> None:
     parser.add_argument("--methods", type=_csv, default=METHODS)
     parser.add_argument("--sdedit-strength", type=float, default=BenchConfig.sdedit_strength)
     parser.add_argument("--guidance-scale", type=float, default=None, help="default: the model's")
-    parser.add_argument(
-        "--nce-weight", type=float, default=None, help="zerocon's PatchNCE (default: the model's)"
+    option = option_with_old_name(parser)
+    option(
+        "--patch-nce-weight",
+        "--nce-weight",
+        type=float,
+        default=None,
+        help="zerocon's PatchNCE (default: the model's)",
     )
-    parser.add_argument(
+    option(
+        "--patch-nce-scale",
         "--nce-scale",
         default=None,
         choices=GRADIENT_SCALES,
-        help="what --nce-weight multiplies (default: the model's)",
+        help="what --patch-nce-weight multiplies (default: the model's)",
     )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the CPU is shared)")
     parser.set_defaults(func=_bench_cmd)
@@ -519,8 +526,8 @@ def _bench_cmd(args: Any) -> int:
         methods=args.methods,
         sdedit_strength=args.sdedit_strength,
         guidance_scale=args.guidance_scale,
-        nce_weight=args.nce_weight,
-        nce_scale=args.nce_scale,
+        nce_weight=args.patch_nce_weight,
+        nce_scale=args.patch_nce_scale,
         model=args.model,
         split=args.split,
     )

@@ -145,7 +145,7 @@ def build_app(
         steps: float,
         seed: float,
         guidance_scale: float,
-        xa_guidance: float,
+        cross_attention_guidance_amount: float,
         patch_nce_weight: float,
         progress: gr.Progress = gr.Progress(track_tqdm=True),
     ) -> tuple[Any, ...]:
@@ -158,7 +158,7 @@ def build_app(
                 steps=int(steps),
                 seed=int(seed),
                 guidance_scale=float(guidance_scale),
-                cross_attention_guidance_amount=float(xa_guidance),
+                cross_attention_guidance_amount=float(cross_attention_guidance_amount),
                 patch_nce_weight=float(patch_nce_weight),
             )
             settings.check(config)
@@ -286,7 +286,7 @@ def build_app(
                             step=0.5,
                             label="Classifier-free guidance",
                         )
-                        xa_guidance = gr.Slider(
+                        cross_attention_guidance_amount = gr.Slider(
                             0,
                             0.5,
                             value=CROSS_ATTENTION_GUIDANCE_AMOUNT,
@@ -345,7 +345,7 @@ def build_app(
                     steps,
                     seed,
                     guidance_scale,
-                    xa_guidance,
+                    cross_attention_guidance_amount,
                     contrastive,
                 ],
                 outputs=[

@@ -169,5 +169,5 @@ def assemble(
 
 
 def bundle_size(folder: str | os.PathLike = SHAPES_DIR) -> int:
-    """Total bytes of the bundle (the issue allows 25 MB)."""
+    """Total bytes of the bundle (kept under 25 MB so the package stays small)."""
     return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())

@@ -71,7 +71,7 @@ METHODS = (*reversed(EDIT_METHODS), "sdedit")
 
 @dataclass
 class BenchConfig:
-    """What ShapesBench runs; the issue's full setting is 200 scenes x 3 seeds x 50 steps."""
+    """What ShapesBench runs (defaults: 200 scenes x 3 seeds x 50 steps, every method and task)."""
 
     scenes: int = 200
     start: int = 0

@@ -29,7 +29,7 @@ BARS = {"clip": 0.95, "vae": 30.0, "vae_decoder": 30.0, "unet": 0.90, "blip": 0.
 
 
 def plot_curves(run_dir: str | os.PathLike, out: str | os.PathLike) -> Path:
-    """One panel per stage: each recorded metric against wall-clock minutes, with the issue's bar dashed."""
+    """One panel per stage: each recorded metric against wall-clock minutes, with the stage's target dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -50,7 +50,7 @@ def plot_curves(run_dir: str | os.PathLike, out: str | os.PathLike) -> Path:
             pts = [(r["seconds"] / 60, r[key]) for r in rows if key in r]
             if pts:
                 ax.plot(*zip(*pts), marker="o", ms=3, label=label)
-        ax.axhline(BARS[stage], ls="--", c="gray", lw=1, label="issue bar")
+        ax.axhline(BARS[stage], ls="--", c="gray", lw=1, label="target")
         ax.set_title(stage)
         ax.set_xlabel("minutes (shared 2-core CPU)")
         ax.legend(fontsize=7)

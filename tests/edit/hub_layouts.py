@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-from tiny import tiny_blip, tiny_text_encoder, tiny_vae, write_clip_tokenizer
+from tiny import tiny_blip, tiny_text_encoder, tiny_unet, tiny_vae, write_clip_tokenizer
 
 SD14 = "CompVis/stable-diffusion-v1-4"
 SD21 = "stabilityai/stable-diffusion-2-1"
@@ -91,20 +91,15 @@ def snapshot_folder(
 
 
 def _unet(sd2: bool, seed: int = 0) -> UNet2DConditionModel:
-    torch.manual_seed(seed)
-    return UNet2DConditionModel(
-        block_out_channels=(32, 64),
+    """SD 1.x / 2.x block order; 2.x: per-block heads, linear projections, upcast attention."""
+    return tiny_unet(
+        seed,
         layers_per_block=1,
-        sample_size=16,
-        in_channels=4,
-        out_channels=4,
         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=32,
         attention_head_dim=(2, 4) if sd2 else 8,
         use_linear_projection=sd2,
         upcast_attention=sd2,
-        norm_num_groups=32,
     )
 
 

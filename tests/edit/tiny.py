@@ -8,6 +8,7 @@ disk here, so nothing is downloaded. ``save_tiny_pipeline`` writes a folder with
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
@@ -26,20 +27,22 @@ def write_clip_tokenizer(folder: Path, model_max_length: int = 77) -> CLIPTokeni
     return build_clip_tokenizer(folder, model_max_length, words=WORDS, alphabet=byte_alphabet())
 
 
-def tiny_unet(seed: int = 0, cross_attention_dim: int = 32) -> UNet2DConditionModel:
+def tiny_unet(seed: int = 0, cross_attention_dim: int = 32, **config: Any) -> UNet2DConditionModel:
+    """A 16x16-latent UNet; ``config`` overrides its settings (e.g. an SD 2.x layout's)."""
     torch.manual_seed(seed)
-    return UNet2DConditionModel(
-        block_out_channels=(32, 64),
-        layers_per_block=2,
-        sample_size=16,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=cross_attention_dim,
-        attention_head_dim=8,
-        norm_num_groups=32,
-    )
+    settings = {
+        "block_out_channels": (32, 64),
+        "layers_per_block": 2,
+        "sample_size": 16,
+        "in_channels": 4,
+        "out_channels": 4,
+        "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D"),
+        "up_block_types": ("CrossAttnUpBlock2D", "UpBlock2D"),
+        "cross_attention_dim": cross_attention_dim,
+        "attention_head_dim": 8,
+        "norm_num_groups": 32,
+    }
+    return UNet2DConditionModel(**{**settings, **config})
 
 
 def tiny_vae(seed: int = 0) -> AutoencoderKL:

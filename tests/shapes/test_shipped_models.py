@@ -133,8 +133,9 @@ def test_unet_reproduces_its_recorded_oracle_agreement():
     metrics = final_unet_metrics(pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer, cfg)
     for split in ("heldout_captions", "seen_captions"):
         for key in ("shape", "color", "shape_and_color", "background"):
-            # the shipped VAE decoder was fine-tuned after the UNet run; allow a few images to flip
-            assert abs(metrics[split][key] - record["metrics"][split][key]) <= 0.1, (split, key)
+            # the same 256 generations as the record; the shipped weights are float16-rounded
+            n = record["metrics"][split]["n"]
+            assert _same_samples(metrics[split][key], record["metrics"][split][key], n, flips=2), (split, key)
 
 
 @pytest.mark.slow

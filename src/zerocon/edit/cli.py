@@ -129,7 +129,7 @@ def _add_guidance_arguments(parser: argparse.ArgumentParser) -> None:
         "--nce-weight",
         type=float,
         default=None,
-        help="PatchNCE weight of zerocon (default: the model's edit_defaults, 4 on the relative scale for SD)",
+        help="PatchNCE weight of zerocon (default: the model's edit_defaults, 1 on the relative scale for SD)",
     )
     option(
         "--patch-nce-scale",

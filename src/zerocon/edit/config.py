@@ -26,12 +26,12 @@ SD 2.x models)."""
 EDIT_DEFAULTS: dict[str, Any] = {
     "guidance_scale": 5.0,
     "use_templates": True,
-    "patch_nce_weight": 4.0,
+    "patch_nce_weight": 1.0,
     "patch_nce_scale": "relative",
 }
 """The :class:`EditConfig` settings a model may choose for itself (``edit_defaults`` in its model_index.json)
 and their values when it does not: pix2pix-zero's guidance and templates for real photos with Stable
-Diffusion, and PatchNCE weight 4 on the relative scale, chosen on ShapesBench's tune split
+Diffusion, and PatchNCE weight 1 on the relative scale, chosen on ShapesBench's tune split
 (``benchmarks/shapes_nce_weight.py``); ``patch_nce_weight`` / ``patch_nce_scale`` fill
 ``EditConfig.patch_nce.weight`` / ``.scale``. A model whose ``edit_defaults`` set ``patch_nce_weight`` without
 ``patch_nce_scale`` keeps the meaning its weight had when it was written: ``"absolute"``."""

@@ -41,7 +41,15 @@ from zerocon.edit.cache import (
     write_inversion,
 )
 from zerocon.edit.captioning import DEFAULT_CAPTIONER
-from zerocon.edit.config import CROSS_ATTENTION_GUIDANCE_AMOUNT, GRADIENT_SCALES, NUM_PATCHES, check_method
+from zerocon.edit.config import (
+    CROSS_ATTENTION_GUIDANCE_AMOUNT,
+    GRADIENT_SCALES,
+    METHODS,
+    NUM_PATCHES,
+    EditConfig,
+    PatchNCEGuidance,
+    check_method,
+)
 from zerocon.edit.records import (
     EditOutput,
     captioner_name,
@@ -152,7 +160,7 @@ def _add_guidance_arguments(parser: argparse.ArgumentParser) -> None:
         "--nce-t-range",
         type=int,
         nargs=2,
-        default=(0, 1000),
+        default=(PatchNCEGuidance.t_min, PatchNCEGuidance.t_max),
         metavar=("TMIN", "TMAX"),
         help="timesteps at which the PatchNCE term is applied",
     )
@@ -197,8 +205,12 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
         help="BLIP hub id or folder, or 'none'; auto: the model's own, else "
         f"{DEFAULT_CAPTIONER} (diffusers' pix2pix-zero recipe)",
     )
-    parser.add_argument("--steps", type=int, default=50, help="DDIM steps (inversion and edit)")
-    parser.add_argument("--seed", type=int, default=0, help="seed; the same seed gives the same image")
+    parser.add_argument(
+        "--steps", type=int, default=EditConfig.num_inference_steps, help="DDIM steps (inversion and edit)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=EditConfig.seed, help="seed; the same seed gives the same image"
+    )
 
 
 def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
@@ -229,19 +241,18 @@ def _add_device_arguments(parser: argparse.ArgumentParser) -> None:
 
 # ---------------------------------------------------------------------- settings and validation
 def _config(args: argparse.Namespace) -> Any:
-    from zerocon.edit.config import METHODS, EditConfig, PatchNCEGuidance
-
     method = getattr(args, "method", METHODS[0])
     check_method(method)
     if args.steps < 1:
         raise ZeroconError(f"--steps must be at least 1, got {args.steps}")
+    t_min, t_max = getattr(args, "patch_nce_t_range", (PatchNCEGuidance.t_min, PatchNCEGuidance.t_max))
     try:
         nce = PatchNCEGuidance(
             weight=getattr(args, "patch_nce_weight", None),
             num_patches=getattr(args, "patch_nce_patches", NUM_PATCHES),
             scale=getattr(args, "patch_nce_scale", None),
-            t_min=getattr(args, "patch_nce_t_range", (0, 1000))[0],
-            t_max=getattr(args, "patch_nce_t_range", (0, 1000))[1],
+            t_min=t_min,
+            t_max=t_max,
         )
     except ValueError as exc:
         raise ZeroconError(str(exc)) from exc

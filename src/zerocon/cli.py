@@ -42,6 +42,11 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+def comma_list(text: str) -> tuple[str, ...]:
+    """An argparse ``type``: ``"a, b,,c"`` -> ``("a", "b", "c")``."""
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
 def option_with_old_name(parser: argparse.ArgumentParser) -> Callable[..., None]:
     """``add(new, old, **spec)``: the option ``new``, also accepted as ``old`` (a renamed flag's previous
     spelling, not listed in ``--help``)."""

@@ -13,11 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from zerocon.cli import comma_list
 from zerocon.errors import ZeroconError
-
-
-def _metric_list(text: str) -> tuple[str, ...]:
-    return tuple(m.strip() for m in text.split(",") if m.strip())
 
 
 def register(subparsers: argparse._SubParsersAction, name: str) -> None:
@@ -54,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction, name: str) -> None:
     edits.add_argument("--target", required=True, help="the target word, e.g. dog")
     edits.add_argument(
         "--metrics",
-        type=_metric_list,
+        type=comma_list,
         default=EDIT_METRICS,
         help=f"comma-separated subset of {','.join(EDIT_METRICS)} (default: all)",
     )
@@ -95,7 +92,7 @@ def register(subparsers: argparse._SubParsersAction, name: str) -> None:
     )
     trans.add_argument(
         "--metrics",
-        type=_metric_list,
+        type=comma_list,
         default=TRANSLATION_METRICS,
         help=f"comma-separated subset of {','.join(TRANSLATION_METRICS)} (default: all)",
     )

@@ -42,7 +42,7 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from zerocon.cli import option_with_old_name
+from zerocon.cli import comma_list, option_with_old_name
 from zerocon.edit.config import GRADIENT_SCALES
 from zerocon.edit.config import METHODS as EDIT_METHODS
 from zerocon.edit.schedulers import describe_scheduler
@@ -466,10 +466,6 @@ def example_grid(
     return labelled_grid(cells, ["source", "ideal", *methods], cell=96)
 
 
-def _csv(text: str) -> tuple[str, ...]:
-    return tuple(t.strip() for t in text.split(",") if t.strip())
-
-
 def register(sub: Any) -> None:
     parser = sub.add_parser(
         "bench", help="ShapesBench: edit held-out scenes with every method, judge with the oracle"
@@ -484,10 +480,12 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--merge", nargs="+", default=None, metavar="DIR", help="merge finished runs into --out"
     )
-    parser.add_argument("--seeds", type=lambda s: tuple(int(v) for v in _csv(s)), default=BenchConfig().seeds)
+    parser.add_argument(
+        "--seeds", type=lambda s: tuple(int(v) for v in comma_list(s)), default=BenchConfig().seeds
+    )
     parser.add_argument("--steps", type=int, default=BenchConfig.steps)
-    parser.add_argument("--tasks", type=_csv, default=TASKS)
-    parser.add_argument("--methods", type=_csv, default=METHODS)
+    parser.add_argument("--tasks", type=comma_list, default=TASKS)
+    parser.add_argument("--methods", type=comma_list, default=METHODS)
     parser.add_argument("--sdedit-strength", type=float, default=BenchConfig.sdedit_strength)
     parser.add_argument("--guidance-scale", type=float, default=None, help="default: the model's")
     option = option_with_old_name(parser)

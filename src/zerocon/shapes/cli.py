@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-
-def _csv(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
+from zerocon.cli import comma_list
 
 
 def register(subparsers: Any, name: str) -> None:
@@ -18,9 +16,9 @@ def register(subparsers: Any, name: str) -> None:
     render.add_argument("out", help="output folder")
     render.add_argument("-n", "--num", type=int, default=100, help="number of scenes (default 100)")
     render.add_argument("--seed", type=int, default=0, help="seed of the first scene (default 0)")
-    render.add_argument("--shapes", type=_csv, default=None, help="comma-separated shapes to allow")
-    render.add_argument("--colors", type=_csv, default=None, help="comma-separated object colours")
-    render.add_argument("--backgrounds", type=_csv, default=None, help="comma-separated backgrounds")
+    render.add_argument("--shapes", type=comma_list, default=None, help="comma-separated shapes to allow")
+    render.add_argument("--colors", type=comma_list, default=None, help="comma-separated object colours")
+    render.add_argument("--backgrounds", type=comma_list, default=None, help="comma-separated backgrounds")
     render.add_argument("--distractor-prob", type=float, default=0.3)
     render.add_argument("--texture-prob", type=float, default=0.5)
     render.set_defaults(func=_render)

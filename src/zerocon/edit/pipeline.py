@@ -213,8 +213,10 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
         name = str(pretrained_model_name_or_path)
         location = resolve_model(name)
         try:
-            kwargs.update(cls._strict_components(location, name, kwargs))
-            return super().from_pretrained(location, **kwargs)
+            with warnings.catch_warnings():  # diffusers passes huggingface_hub an argument it deprecated
+                warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*")
+                kwargs.update(cls._strict_components(location, name, kwargs))
+                return super().from_pretrained(location, **kwargs)
         except ZeroconError:
             raise
         except (OSError, ValueError, FileNotFoundError) as exc:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
+import torch
 from module_files import ROOT, load_module_file
 from PIL import Image
 
@@ -51,13 +53,26 @@ def test_protocol_on_tiny_models(tmp_path, tiny_nets, shared_data):
     assert code == 0
     runs = json.loads((out / "metrics.json").read_text())["runs"]
     assert [r["method"] for r in runs] == ["word_swap", "pix2pix_zero", "zerocon"]
+    from zerocon.metrics.clip import ClipEmbedder
+
+    clip = ClipEmbedder.from_pretrained(str(tiny_nets["clip"]))
+    texts = clip.embed_texts(["a photo of a cat", "a photo of a dog"])
+    (photo,) = sorted(photos.glob("*.png"))
     for run in runs:
         assert run["count"] == 1
         assert set(run["metrics"]) == {"clip_accuracy", "bg_lpips", "structure_distance"}
-        assert 0.0 <= run["metrics"]["clip_accuracy"] <= 100.0
-        assert run["metrics"]["bg_lpips"] >= 0 and run["metrics"]["structure_distance"] >= 0
-    for method in ("word_swap", "pix2pix_zero", "zerocon"):
-        assert len(list((out / method).glob("*.png"))) == 1
+        (edit,) = sorted((out / run["method"]).glob("*.png"))
+        edited = Image.open(edit).convert("RGB")
+        assert edit.name == photo.name and edited.width == edited.height  # the square input's shape
+        # CLIP accuracy recomputed by hand from the written edit: 100 when it is closer to "dog" than to "cat"
+        image = torch.nn.functional.normalize(clip.embed_images([edited]), dim=-1)
+        to_cat, to_dog = (image @ torch.nn.functional.normalize(texts, dim=-1).T)[0].tolist()
+        assert run["metrics"]["clip_accuracy"] == (100.0 if to_dog > to_cat else 0.0)
+        # the edit is not the input, so structure and background distances are positive
+        source = Image.open(photo).convert("RGB").resize(edited.size)
+        changed = np.abs(np.asarray(edited, float) - np.asarray(source, float)).mean()
+        assert changed > 1.0
+        assert run["metrics"]["bg_lpips"] > 0 and run["metrics"]["structure_distance"] > 0
     table = (out / "metrics.md").read_text()
     assert "| zerocon | 1 |" in table and "Structure dist. ↓" in table
     assert (out / "metrics.png").is_file() and json.loads((out / "captions.json").read_text())

@@ -56,3 +56,26 @@ def test_regularisation_makes_correlated_noise_whiter():
     after_out = regularize_noise(smooth, smooth, "epsilon", 0.5, generator=torch.Generator().manual_seed(1))
     assert auto_corr_loss(after_out, offsets).item() < before
     assert abs(after_out.var().item() - 1) < abs(smooth.var().item() - 1)
+
+
+def test_regularisation_of_a_small_correlated_latent_stays_finite_and_descends():
+    """On an 8 x 8 latent a plain step of lambda 20 overshoots the quartic auto-correlation loss and the noise
+    reaches Inf (here a nearly flat prediction, as from a flat gray input); the safeguarded step never raises a
+    loss."""
+    smooth = 2.0 + 0.3 * torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+
+    plain = smooth.clone()
+    rolls = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for _ in range(5):
+            for _ in range(5):
+                offsets = draw_roll_offsets(plain.shape, rolls)
+                plain = plain - 20.0 * auto_corr_grad(plain, offsets) / 5
+            plain = plain - 20.0 * kl_grad(plain)
+    assert not torch.isfinite(plain).all(), "the fixture must make the unguarded iteration diverge"
+
+    regularised = regularize_noise(smooth, smooth, "epsilon", 0.5, generator=torch.Generator().manual_seed(1))
+    assert torch.isfinite(regularised).all()
+    assert kl_divergence(regularised) < kl_divergence(smooth)
+    offsets = draw_roll_offsets(smooth.shape, torch.Generator().manual_seed(5))
+    assert auto_corr_loss(regularised, offsets) < auto_corr_loss(smooth, offsets)

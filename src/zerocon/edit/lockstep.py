@@ -47,9 +47,13 @@ def combine_cfg(noise: torch.Tensor, guidance_scale: float) -> torch.Tensor:
 def check_finite(latents: torch.Tensor, stage: str, index: int, timestep: Any) -> None:
     """Raise :class:`ZeroconError` when a step of ``stage`` made the latent NaN/Inf."""
     if not torch.isfinite(latents).all():
+        advice = (
+            "lower cross_attention_guidance_amount / the PatchNCE weight (v-prediction models need ~0.01) or "
+            if stage == "edit"
+            else ""
+        )
         raise ZeroconError(
-            f"the latent became NaN/Inf at {stage} step {index} (t={int(timestep)}); lower "
-            "cross_attention_guidance_amount / the PatchNCE weight (v-prediction models need ~0.01) or use float32"
+            f"the latent became NaN/Inf at {stage} step {index} (t={int(timestep)}); {advice}use float32"
         )
 
 

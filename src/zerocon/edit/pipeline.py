@@ -441,14 +441,11 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
     ) -> ZeroConInversionOutput | tuple[torch.Tensor, Any]:
         """Regularised DDIM inversion of ``image`` under ``prompt`` (pix2pix-zero).
 
-        Arguments are those of diffusers' ``StableDiffusionPix2PixZeroPipeline.invert`` with the same meaning
-        and defaults (``cross_attention_guidance_amount`` is accepted and unused there too). ``latents``, when
-        given without ``image``, are the clean image latents to invert. ``allow_zero_roll`` reproduces
-        diffusers' auto-correlation offsets in ``[0, H/2)`` (the parity test uses it); by default the offset is
-        never 0, as in the fixed official code. ``output_type="latent"`` skips decoding. ``inverse_scheduler``
-        replaces the pipeline's for this call (:meth:`edit` passes DDIM inversion built from the checkpoint's
-        schedule); a scheduler that is not DDIM inversion gets a one-time warning. The latents stay in float32
-        whatever the UNet's dtype.
+        Arguments are diffusers' ``StableDiffusionPix2PixZeroPipeline.invert``'s, same meaning and defaults
+        (``cross_attention_guidance_amount`` unused there too). ``latents`` without ``image`` are clean image
+        latents to invert; ``allow_zero_roll`` reproduces diffusers' auto-correlation offsets in ``[0, H/2)``
+        (by default never 0, as in the fixed official code); ``inverse_scheduler`` replaces the pipeline's
+        for this call. The latents stay float32 whatever the UNet's dtype.
         """
         # 1. Check inputs and define call parameters
         if prompt is None and prompt_embeds is None:
@@ -476,6 +473,13 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
         scheduler.set_timesteps(num_inference_steps, device=device)
         timesteps = scheduler.timesteps
         reg_generator = generator[0] if isinstance(generator, list) else generator
+        regularisation = dict(
+            lambda_auto_corr=lambda_auto_corr,
+            lambda_kl=lambda_kl,
+            num_reg_steps=num_reg_steps,
+            num_auto_corr_rolls=num_auto_corr_rolls,
+            allow_zero_roll=allow_zero_roll,
+        )
 
         # 5. Inversion loop with noise regularisation
         with self.progress_bar(total=num_inference_steps) as progress_bar:
@@ -483,24 +487,16 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
                 progress_bar, callback, callback_steps, num_inference_steps, scheduler, self.scheduler
             )
             for i, t in enumerate(timesteps):
-                model_input = torch.cat([latents] * 2) if do_cfg else latents
-                model_input = scheduler.scale_model_input(model_input, t)
-                noise_pred = self._unet(model_input, t, prompt_embeds, unet_kwargs)
-                noise_pred = combine_cfg(noise_pred, guidance_scale) if do_cfg else noise_pred
-                sample = model_input.chunk(2)[0] if do_cfg else model_input
-                if num_reg_steps > 0:
-                    noise_pred = regularize_noise(
-                        noise_pred,
-                        sample,
-                        scheduler.config.prediction_type,
-                        scheduler.alphas_cumprod[t],
-                        generator=reg_generator,
-                        lambda_auto_corr=lambda_auto_corr,
-                        lambda_kl=lambda_kl,
-                        num_reg_steps=num_reg_steps,
-                        num_auto_corr_rolls=num_auto_corr_rolls,
-                        allow_zero_roll=allow_zero_roll,
-                    )
+                noise_pred = self._inverse_noise_pred(
+                    scheduler,
+                    latents,
+                    t,
+                    prompt_embeds,
+                    guidance_scale,
+                    unet_kwargs,
+                    reg_generator,
+                    regularisation,
+                )
                 latents = scheduler.step(noise_pred, t, latents).prev_sample
                 check_finite(latents, "inversion", i, t)
                 report(i, t, latents)
@@ -511,6 +507,37 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
         if not return_dict:
             return inverted, images
         return ZeroConInversionOutput(latents=inverted, images=images)
+
+    def _inverse_noise_pred(
+        self,
+        scheduler: Any,
+        latents: torch.Tensor,
+        t: Any,
+        prompt_embeds: torch.Tensor,
+        guidance_scale: float,
+        unet_kwargs: dict[str, Any],
+        generator: torch.Generator | None,
+        regularisation: dict[str, Any],
+    ) -> torch.Tensor:
+        """One inversion step's noise prediction (with CFG when ``guidance_scale > 1``), regularised towards
+        white noise unless ``regularisation["num_reg_steps"]`` is 0."""
+        do_cfg = guidance_scale > 1.0
+        model_input = torch.cat([latents] * 2) if do_cfg else latents
+        model_input = scheduler.scale_model_input(model_input, t)
+        noise_pred = self._unet(model_input, t, prompt_embeds, unet_kwargs)
+        noise_pred = combine_cfg(noise_pred, guidance_scale) if do_cfg else noise_pred
+        if regularisation["num_reg_steps"] <= 0:
+            return noise_pred
+        sample = model_input.chunk(2)[0] if do_cfg else model_input
+        alpha_prod = scheduler.alphas_cumprod[t]
+        return regularize_noise(
+            noise_pred,
+            sample,
+            scheduler.config.prediction_type,
+            alpha_prod,
+            generator=generator,
+            **regularisation,
+        )
 
     # ------------------------------------------------------------------ editing
     @torch.no_grad()
@@ -545,25 +572,12 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
     ) -> ZeroConPipelineOutput | tuple[Any, None]:
         """Edit (or generate) along ``target_embeds - source_embeds`` starting from ``latents``.
 
-        Arguments are those of diffusers' ``StableDiffusionPix2PixZeroPipeline.__call__`` with the same
-        meaning and defaults, plus:
-
-        Args:
-            method: ``"word_swap"`` (edited embeddings, no guidance), ``"pix2pix_zero"`` (+ cross-attention
-                guidance with step ``cross_attention_guidance_amount``) or ``"zerocon"`` (+ PatchNCE guidance).
-            patch_nce: PatchNCE settings for ``"zerocon"`` (defaults: :class:`PatchNCEGuidance`).
-            return_reconstruction: also decode the reference pass (the reconstruction of the input).
-            scheduler: the sampler for this call instead of the pipeline's (:meth:`edit` passes DDIM built
-                from the checkpoint's schedule); one that is not DDIM gets a one-time warning, since only DDIM
-                retraces a DDIM inversion.
-            guidance_stats: a list that gets, per guided step with PatchNCE, the norms of the
-                cross-attention and the PatchNCE gradients (diagnostics; costs a second backward pass).
-
-        The latents, the guidance losses and the latent updates are float32 whatever the UNet's dtype.
-
-        The reference pass (embeddings without the direction) and the edit pass run in lock-step for
-        deterministic schedulers; for schedulers that draw noise (e.g. DDIM with ``eta > 0``) the reference
-        pass runs first, as in diffusers, so the generator is consumed in the same order.
+        Arguments are diffusers' ``StableDiffusionPix2PixZeroPipeline.__call__``'s, same meaning and defaults,
+        plus ``method`` (``"word_swap"``, ``"pix2pix_zero"`` or ``"zerocon"``), ``patch_nce`` (its settings,
+        default :class:`PatchNCEGuidance`), ``return_reconstruction`` (decode the reference pass too),
+        ``scheduler`` (this call's sampler; not DDIM gets a one-time warning) and ``guidance_stats`` (a list
+        that gets per guided step the two guidance gradients' norms). Latents, guidance losses and updates are
+        float32 whatever the UNet's dtype. The two passes run in lock-step (:mod:`zerocon.edit.lockstep`).
         """
         # 1. Check inputs
         check_method(method)
@@ -601,13 +615,41 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
         shape_args = (batch_size * num_images_per_prompt, self.unet.config.in_channels, height, width)
         latents = self.prepare_latents(*shape_args, torch.float32, device, generator, latents).float()
 
-        # 6. Reference pass and guided edit pass, in lock-step (zerocon.edit.lockstep)
+        # 6. Reference pass and guided edit pass, in lock-step
+        edited, reference = self._lockstep_edit(
+            latents, timesteps, scheduler, (prompt_embeds, edit_embeds, num_cond),
+            method=method, guidance_scale=guidance_scale, patch_nce=patch_nce, generator=generator, eta=eta,
+            cross_attention_guidance_amount=cross_attention_guidance_amount,
+            cross_attention_kwargs=cross_attention_kwargs, return_reconstruction=return_reconstruction,
+            guidance_stats=guidance_stats, progress=(num_inference_steps, callback, callback_steps),
+        )  # fmt: skip
+
+        # 7. Decode
+        return self._edit_output(edited, reference, output_type, return_dict, return_reconstruction)
+
+    def _lockstep_edit(
+        self,
+        latents: torch.Tensor,
+        timesteps: torch.Tensor,
+        scheduler: Any,
+        embeds: tuple[torch.Tensor, torch.Tensor, int],
+        *,
+        method: str,
+        guidance_scale: float,
+        cross_attention_guidance_amount: float,
+        patch_nce: PatchNCEGuidance,
+        generator: torch.Generator | list[torch.Generator] | None,
+        eta: float,
+        cross_attention_kwargs: dict[str, Any] | None,
+        return_reconstruction: bool,
+        guidance_stats: list[dict[str, float]] | None,
+        progress: tuple[int, Callable[[int, int, torch.Tensor], None] | None, int | None],
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``__call__``'s two passes: the edited latents and the reference ones (``None`` when not run)."""
         state = new_state(
             self._unet,
             scheduler,
-            prompt_embeds,
-            edit_embeds,
-            num_cond,
+            *embeds,
             method=method,
             guidance_scale=guidance_scale,
             cross_attention_guidance_amount=cross_attention_guidance_amount,
@@ -617,19 +659,15 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
             extra_step_kwargs=self.prepare_extra_step_kwargs(generator, eta),
             unet_kwargs=cross_attention_kwargs,
             latent_hw=(latents.shape[-2], latents.shape[-1]),
-            device=device,
+            device=self._execution_device,
             return_reconstruction=return_reconstruction,
             guidance_stats=guidance_stats,
         )
-        with installed_processors(self.unet), self.progress_bar(total=num_inference_steps) as progress_bar:
-            report = _step_reporter(
-                progress_bar, callback, callback_steps, num_inference_steps, scheduler, scheduler
-            )
+        num_steps, callback, callback_steps = progress
+        with installed_processors(self.unet), self.progress_bar(total=num_steps) as progress_bar:
+            report = _step_reporter(progress_bar, callback, callback_steps, num_steps, scheduler, scheduler)
             edited, reference = run_lockstep_edit(state, latents, timesteps, report)
-
-        # 7. Decode
-        reference = reference if state.need_reference else None
-        return self._edit_output(edited, reference, output_type, return_dict, return_reconstruction)
+        return edited, reference if state.need_reference else None
 
     def _edit_output(
         self,

@@ -163,25 +163,7 @@ def edit_photo(
     timings["direction"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    show_stage(pipe, f"edit ({config.method})")
-    device = pipe._execution_device
-    scheduler = recipe_schedulers(pipe)[0]
-    out = pipe(
-        caption,
-        source_embeds=direction.source_embeds.to(device),
-        target_embeds=direction.target_embeds.to(device),
-        num_inference_steps=config.num_inference_steps,
-        guidance_scale=config.guidance_scale,
-        negative_prompt=caption,
-        generator=torch.Generator(device="cpu").manual_seed(config.seed + 1),
-        latents=inversion.latents.to(device),
-        cross_attention_guidance_amount=config.cross_attention_guidance_amount,
-        output_type="pil",
-        method=config.method,
-        patch_nce=config.patch_nce,
-        return_reconstruction=True,
-        scheduler=scheduler,
-    )
+    out, scheduler = guided_edit(pipe, caption, direction, inversion.latents, config)
     timings["edit"] = time.perf_counter() - start
     out_size = output_size(size, pipe.model_size)
     return EditResult(
@@ -195,6 +177,33 @@ def edit_photo(
         caption_source=inversion.caption_source,
         scheduler=describe_scheduler(scheduler, pipe.scheduler),
     )
+
+
+def guided_edit(
+    pipe: ZeroConPipeline, caption: str, direction: Any, latents: torch.Tensor, config: EditConfig
+) -> tuple[Any, Any]:
+    """The reference and guided edit passes from inverted ``latents`` with the recipe's DDIM sampler and the
+    caption also as negative prompt: the pipeline's output and the sampler."""
+    show_stage(pipe, f"edit ({config.method})")
+    device = pipe._execution_device
+    scheduler = recipe_schedulers(pipe)[0]
+    out = pipe(
+        caption,
+        source_embeds=direction.source_embeds.to(device),
+        target_embeds=direction.target_embeds.to(device),
+        num_inference_steps=config.num_inference_steps,
+        guidance_scale=config.guidance_scale,
+        negative_prompt=caption,
+        generator=torch.Generator(device="cpu").manual_seed(config.seed + 1),
+        latents=latents.to(device),
+        cross_attention_guidance_amount=config.cross_attention_guidance_amount,
+        output_type="pil",
+        method=config.method,
+        patch_nce=config.patch_nce,
+        return_reconstruction=True,
+        scheduler=scheduler,
+    )
+    return out, scheduler
 
 
 def output_size(size: tuple[int, int], side: int) -> tuple[int, int]:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import PIL.Image
@@ -462,24 +463,22 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
         # 2. Encode the image
         latents = self._clean_latents(image, latents, batch_size, device, generator)
 
-        # 3. Encode the prompt
-        prompt_embeds, negative_embeds = self.encode_prompt(
-            prompt, device, 1, do_cfg, prompt_embeds=prompt_embeds
-        )
-        if do_cfg:
-            prompt_embeds = torch.cat([negative_embeds, prompt_embeds])
+        # 3. Encode the prompt (with CFG: the unconditional embeddings first)
+        embeds, negative = self.encode_prompt(prompt, device, 1, do_cfg, prompt_embeds=prompt_embeds)
+        prompt_embeds = torch.cat([negative, embeds]) if do_cfg else embeds
 
         # 4. Timesteps of the inverse scheduler
         scheduler.set_timesteps(num_inference_steps, device=device)
         timesteps = scheduler.timesteps
-        reg_generator = generator[0] if isinstance(generator, list) else generator
         regularisation = dict(
+            generator=generator[0] if isinstance(generator, list) else generator,
             lambda_auto_corr=lambda_auto_corr,
             lambda_kl=lambda_kl,
             num_reg_steps=num_reg_steps,
             num_auto_corr_rolls=num_auto_corr_rolls,
             allow_zero_roll=allow_zero_roll,
         )
+        noise_at = partial(self._inverse_noise_pred, scheduler, prompt_embeds, guidance_scale, unet_kwargs)
 
         # 5. Inversion loop with noise regularisation
         with self.progress_bar(total=num_inference_steps) as progress_bar:
@@ -487,21 +486,12 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
                 progress_bar, callback, callback_steps, num_inference_steps, scheduler, self.scheduler
             )
             for i, t in enumerate(timesteps):
-                noise_pred = self._inverse_noise_pred(
-                    scheduler,
-                    latents,
-                    t,
-                    prompt_embeds,
-                    guidance_scale,
-                    unet_kwargs,
-                    reg_generator,
-                    regularisation,
-                )
+                noise_pred = noise_at(latents, t, regularisation)
                 latents = scheduler.step(noise_pred, t, latents).prev_sample
                 check_finite(latents, "inversion", i, t)
                 report(i, t, latents)
 
-        inverted = latents.detach().clone()
+        inverted = latents.detach().clone(memory_format=torch.contiguous_format)
         images = self._decode(latents, output_type)
         self.maybe_free_model_hooks()
         if not return_dict:
@@ -511,16 +501,15 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
     def _inverse_noise_pred(
         self,
         scheduler: Any,
-        latents: torch.Tensor,
-        t: Any,
         prompt_embeds: torch.Tensor,
         guidance_scale: float,
         unet_kwargs: dict[str, Any],
-        generator: torch.Generator | None,
+        latents: torch.Tensor,
+        t: Any,
         regularisation: dict[str, Any],
     ) -> torch.Tensor:
         """One inversion step's noise prediction (with CFG when ``guidance_scale > 1``), regularised towards
-        white noise unless ``regularisation["num_reg_steps"]`` is 0."""
+        white noise by :func:`regularize_noise` with ``regularisation`` unless its ``num_reg_steps`` is 0."""
         do_cfg = guidance_scale > 1.0
         model_input = torch.cat([latents] * 2) if do_cfg else latents
         model_input = scheduler.scale_model_input(model_input, t)
@@ -535,7 +524,6 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
             sample,
             scheduler.config.prediction_type,
             alpha_prod,
-            generator=generator,
             **regularisation,
         )
 
@@ -595,25 +583,20 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
 
         # 3. Encode the prompt, and the edited prompt: the direction added to the conditional half only
         prompt_embeds, edit_embeds, num_cond = self._encode_edit_prompt(
-            prompt,
-            negative_prompt,
-            prompt_embeds,
-            negative_prompt_embeds,
-            source_embeds,
-            target_embeds,
-            num_images_per_prompt,
-            clip_skip,
-            do_cfg,
-            device,
-        )
+            prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, source_embeds, target_embeds,
+            num_images_per_prompt, clip_skip, do_cfg, device,
+        )  # fmt: skip
 
         # 4. Timesteps (the lock-step state gives the edit pass its own copy of the scheduler)
         scheduler.set_timesteps(num_inference_steps, device=device)
         timesteps = scheduler.timesteps
 
-        # 5. Starting latents (the inversion, or noise from `generator`), float32
+        # 5. Starting latents (the inversion, or noise from `generator`), float32, contiguous: the UNet rounds
+        # differently for other memory layouts, and a cached inversion must edit exactly as a fresh one
         shape_args = (batch_size * num_images_per_prompt, self.unet.config.in_channels, height, width)
-        latents = self.prepare_latents(*shape_args, torch.float32, device, generator, latents).float()
+        latents = (
+            self.prepare_latents(*shape_args, torch.float32, device, generator, latents).float().contiguous()
+        )
 
         # 6. Reference pass and guided edit pass, in lock-step
         edited, reference = self._lockstep_edit(

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import threading
 from pathlib import Path
 
@@ -16,7 +18,15 @@ from zerocon.cli import main
 from zerocon.edit.cache import InversionCache, file_digest, read_inversion
 from zerocon.edit.outputs import Inversion
 from zerocon.edit.records import RECORD_KEYS
-from zerocon.ui.jobs import EditSettings, UIConfig, check_upload, load_editor, new_job_dir, run_edit
+from zerocon.ui.jobs import (
+    EditSettings,
+    UIConfig,
+    check_upload,
+    editor_identity,
+    load_editor,
+    new_job_dir,
+    run_edit,
+)
 
 CAPTION = "a photo of a cat"
 
@@ -37,7 +47,15 @@ def editor(tiny_blip_dir: Path):
     return pipe
 
 
-def _web_edit(editor, model: Path, photo: Path, folder: Path, cache: InversionCache | None, **settings):
+def _web_edit(
+    editor,
+    model: Path,
+    photo: Path,
+    folder: Path,
+    cache: InversionCache | None,
+    model_identity=None,
+    **settings,
+):
     """What the Edit tab does with an upload (see zerocon.ui.app.on_edit)."""
     settings = {"target": "cat->dog", "source": CAPTION, "method": "word_swap", "steps": 2, **settings}
     image = check_upload(photo, UIConfig(), "photo")
@@ -51,6 +69,7 @@ def _web_edit(editor, model: Path, photo: Path, folder: Path, cache: InversionCa
         cache=cache,
         image_digest=file_digest(photo),
         input_name=photo.name,
+        model_identity=model_identity,
     )
 
 
@@ -177,3 +196,19 @@ def test_writers_sharing_a_cache_never_leave_a_torn_entry(tmp_path):
         value = float(inv.latents.flatten()[0])
         assert torch.all(inv.latents == value) and inv.caption in ("a caption", f"caption {value}")
     assert [p.name for p in cache.folder.iterdir()] == ["k.safetensors"]  # no temporary files left
+
+
+def test_the_web_app_keys_inversions_by_the_model_as_it_was_loaded(tiny_blip_dir, photo, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_blip_dir, model)
+    editor = load_editor(str(model), device="cpu")
+    editor.set_progress_bar_config(disable=True)
+    identity = editor_identity(editor, str(model))  # what the app computes when the editor loads
+    cache = InversionCache(tmp_path / "cache")
+    first = _web_edit(editor, model, photo, tmp_path / "a", cache, model_identity=identity)
+    weights = next(model.rglob("*.safetensors"))
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    # the folder changed after loading, the editor in memory did not: its inversions are still its own
+    again = _web_edit(editor, model, photo, tmp_path / "b", cache, model_identity=identity)
+    assert (first.record["inversion_cache_hit"], again.record["inversion_cache_hit"]) == (False, True)
+    assert editor_identity(editor, str(model)) != identity  # a model loaded now would be another model

@@ -25,6 +25,7 @@ from zerocon.ui.jobs import (
     UIConfig,
     caption_of,
     check_upload,
+    editor_identity,
     list_runs,
     load_editor,
     load_translator,
@@ -101,12 +102,18 @@ def build_app(
     model_key = f"editor:{config.model}"
     inversions = InversionCache(config.cache_dir) if config.cache_dir is not None else None
 
-    def editor() -> Any:
+    identity: dict[str, str] = {}  # the loaded editor's model_key, computed once when it loads
+
+    def load() -> Any:
         if editor_loader is not None:
-            return cache.get(model_key, lambda: editor_loader(config.model))
-        return cache.get(
-            model_key, lambda: load_editor(config.model, config.captioner, config.device, config.dtype)
-        )
+            loaded = editor_loader(config.model)
+        else:
+            loaded = load_editor(config.model, config.captioner, config.device, config.dtype)
+        identity["key"] = editor_identity(loaded, config.model)
+        return loaded
+
+    def editor() -> Any:
+        return cache.get(model_key, load)
 
     # -- Edit tab handlers --------------------------------------------------------------------------------
     def on_photo(path: str | None) -> tuple[Any, ...]:
@@ -175,6 +182,7 @@ def build_app(
                 image_digest=file_digest(path),
                 input_name=Path(path).name,
                 captioner=config.captioner,
+                model_identity=identity["key"],
             )
         except Exception as exc:
             raise _page_error(exc) from None

@@ -225,6 +225,12 @@ def load_editor(model: str, captioner: str = "auto", device: str = "auto", dtype
     return load_edit_pipeline(model, captioner=captioner, device=device, dtype=dtype)
 
 
+def editor_identity(editor: Any, model: str) -> str:
+    """The :func:`~zerocon.edit.cache.model_key` of a loaded editor (its folder's files as they were at load
+    time, when taken then): what its cached inversions are keyed by."""
+    return model_key(str(getattr(editor, "name_or_path", None) or model))
+
+
 def model_edit_defaults(model: str) -> EditConfig:
     """The editor's :class:`~zerocon.edit.config.EditConfig` for ``model`` with the settings its
     model_index.json chooses (``edit_defaults``: guidance scale, PatchNCE weight, ...) filled in, else
@@ -277,6 +283,7 @@ def run_edit(
     image_digest: str | None = None,
     input_name: str = "input.png",
     captioner: str = "auto",
+    model_identity: str | None = None,
 ) -> EditOutcome:
     """Run ``editor.edit`` (a ZeroConPipeline) and write input / edit / reconstruction / comparison / record in
     ``job_dir`` with the command line's writer (:func:`zerocon.edit.records.write_edit_folder`: the same
@@ -286,7 +293,8 @@ def run_edit(
     the editor caption the photo itself. With ``cache`` the inversion is taken from (or stored in) that
     :class:`~zerocon.edit.cache.InversionCache`, keyed by ``image_digest`` (the uploaded file's
     :func:`~zerocon.edit.cache.file_digest`; default: a digest of the pixels). ``input_name`` (the upload's base
-    name) and ``captioner`` (the app's ``--captioner``) are recorded.
+    name) and ``captioner`` (the app's ``--captioner``) are recorded. ``model_identity`` is the editor's
+    :func:`editor_identity`, computed when it was loaded (default: now).
     """
     started = time.perf_counter()
     caption = (settings.source or "").strip() or None
@@ -296,7 +304,7 @@ def run_edit(
     resolved = config.for_model(editor.config)  # the record states every setting used
     target = settings.target.strip()
     digest = image_digest or _pixels_digest(image)
-    identity = model_key(str(editor.name_or_path or model))
+    identity = model_identity or editor_identity(editor, model)
     runtime = describe_runtime(editor, captioner_name(editor, captioner, model))
     inversion, hit = None, False
     if cache is not None:

@@ -59,6 +59,42 @@ class StageConfig:
     """torch threads (1 when two jobs share the 2 cores)."""
 
 
+@dataclass
+class TowerConfig(StageConfig):
+    """Settings of a stage whose model is a text part and a ViT vision tower of one width (CLIP, BLIP)."""
+
+    hidden: int = 64
+    """Hidden size of both parts (their MLPs are twice as wide)."""
+    layers: int = 2
+    """Layers of the text part (and of the vision tower unless ``vision_layers`` is set)."""
+    heads: int = 4
+    """Attention heads of both parts."""
+    patch: int = 8
+    """Side of the vision tower's patches on the 64x64 scenes."""
+    vision_layers: int = 0
+    """Layers of the vision tower (0 = ``layers``)."""
+
+    def text_tower(self) -> dict[str, int]:
+        """The text part's size, as transformers' text configs name it."""
+        return dict(
+            hidden_size=self.hidden,
+            intermediate_size=2 * self.hidden,
+            num_hidden_layers=self.layers,
+            num_attention_heads=self.heads,
+        )
+
+    def vision_tower(self) -> dict[str, int]:
+        """The vision tower's size on the 64x64 scenes, as transformers' vision configs name it."""
+        return dict(
+            hidden_size=self.hidden,
+            intermediate_size=2 * self.hidden,
+            num_hidden_layers=self.vision_layers or self.layers,
+            num_attention_heads=self.heads,
+            image_size=64,
+            patch_size=self.patch,
+        )
+
+
 class CurveLog:
     """The stage's curve file, stopwatch and time budget."""
 

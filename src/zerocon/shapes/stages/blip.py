@@ -12,24 +12,15 @@ import torch
 
 from zerocon.errors import ZeroconError
 from zerocon.shapes.data import SceneBatch
-from zerocon.shapes.stage import Stage, StageConfig, render_splits, save_atomic, train_stage
+from zerocon.shapes.stage import Stage, TowerConfig, render_splits, save_atomic, train_stage
 from zerocon.shapes.stages.clip import CLIP_MEAN, CLIP_STD
 from zerocon.shapes.world import all_captions
 
 
 @dataclass
-class BlipConfig(StageConfig):
-    hidden: int = 64
-    """Hidden size of the vision tower and the text decoder (their MLPs are twice as wide)."""
-    layers: int = 2
-    """Layers of the text decoder (and of the vision tower unless ``vision_layers`` is set)."""
-    heads: int = 4
-    """Attention heads of both parts."""
-    patch: int = 8
-    """Side of the vision tower's patches on the 64x64 scenes."""
-    batch_size: int = 32
-    vision_layers: int = 0
-    """Layers of the vision tower (0 = ``layers``)."""
+class BlipConfig(TowerConfig):
+    """The captioner: a ViT vision tower and a text decoder that cross-attends to it."""
+
     init_vision_from: str = ""
     """A CLIP folder whose vision tower starts BLIP's (as BLIP starts from a pre-trained ViT); its hidden
     size, patch and layer count must match ``hidden``, ``patch`` and the vision layers."""
@@ -43,12 +34,9 @@ def build_blip(cfg: BlipConfig, tokenizer: Any) -> Any:
     from transformers import BlipForConditionalGeneration
 
     text = dict(
+        **cfg.text_tower(),
         vocab_size=len(tokenizer),
-        hidden_size=cfg.hidden,
         encoder_hidden_size=cfg.hidden,
-        intermediate_size=2 * cfg.hidden,
-        num_hidden_layers=cfg.layers,
-        num_attention_heads=cfg.heads,
         max_position_embeddings=tokenizer.model_max_length,
         bos_token_id=tokenizer.cls_token_id,
         eos_token_id=tokenizer.sep_token_id,
@@ -57,12 +45,7 @@ def build_blip(cfg: BlipConfig, tokenizer: Any) -> Any:
         label_smoothing=0.0,
     )
     vision = dict(
-        hidden_size=cfg.hidden,
-        intermediate_size=2 * cfg.hidden,
-        num_hidden_layers=cfg.vision_layers or cfg.layers,
-        num_attention_heads=cfg.heads,
-        image_size=64,
-        patch_size=cfg.patch,
+        **cfg.vision_tower(),
         # a tower started from CLIP keeps CLIP's activation
         hidden_act="quick_gelu" if cfg.init_vision_from else "gelu",
     )

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from zerocon.shapes.data import TRAIN_CAPTIONS, SceneBatch
-from zerocon.shapes.stage import Stage, StageConfig, render_splits, save_atomic, train_stage
+from zerocon.shapes.stage import Stage, TowerConfig, render_splits, save_atomic, train_stage
 from zerocon.shapes.world import BACKGROUND_COLORS, OBJECT_COLORS, SHAPES, all_captions, parse_caption
 
 CLIP_MEAN = [0.5, 0.5, 0.5]
@@ -20,15 +20,9 @@ CLIP_STD = [0.5, 0.5, 0.5]
 
 
 @dataclass
-class ClipConfig(StageConfig):
-    hidden: int = 64
-    """Hidden size of both towers (their MLPs are twice as wide)."""
-    layers: int = 2
-    """Layers of the text tower (and of the vision tower unless ``vision_layers`` is set)."""
-    heads: int = 4
-    """Attention heads of both towers."""
-    patch: int = 8
-    """Side of the vision tower's patches on the 64x64 scenes."""
+class ClipConfig(TowerConfig):
+    """The text and image encoders: a text tower and a ViT vision tower trained contrastively."""
+
     projection_dim: int = 64
     """Size of the shared image-text embedding."""
     batch_size: int = 64
@@ -37,8 +31,6 @@ class ClipConfig(StageConfig):
     new_vision: bool = False
     """With ``init_from``: keep its text tower and projection but build a fresh vision tower from this
     config's ``hidden`` / ``layers`` / ``heads`` / ``patch`` (e.g. finer patches)."""
-    vision_layers: int = 0
-    """Layers of the vision tower (0 = ``layers``)."""
     freeze_text: bool = False
     """Train only the vision tower, its projection and the temperature: the text encoder's hidden states
     (the UNet's conditioning) stay exactly as they were."""
@@ -48,24 +40,14 @@ def build_clip(cfg: ClipConfig, tokenizer: Any) -> Any:
     from transformers import CLIPConfig, CLIPModel
 
     text = dict(
+        **cfg.text_tower(),
         vocab_size=len(tokenizer),
-        hidden_size=cfg.hidden,
-        intermediate_size=2 * cfg.hidden,
-        num_hidden_layers=cfg.layers,
-        num_attention_heads=cfg.heads,
         max_position_embeddings=tokenizer.model_max_length,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    vision = dict(
-        hidden_size=cfg.hidden,
-        intermediate_size=2 * cfg.hidden,
-        num_hidden_layers=cfg.vision_layers or cfg.layers,
-        num_attention_heads=cfg.heads,
-        image_size=64,
-        patch_size=cfg.patch,
-    )
+    vision = cfg.vision_tower()
     return CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=cfg.projection_dim))
 
 

@@ -103,3 +103,38 @@ def test_blip_vision_tower_started_from_clip_computes_the_same_features(tmp_path
         want = vision.post_layernorm(vision(pixel_values=x).last_hidden_state)
         got = blip.vision_model.eval()(pixel_values=x).last_hidden_state
     assert torch.allclose(want, got, atol=1e-5)
+
+
+def _tiny_unet_run(run, **settings):
+    """A 3-step UNet stage of (16, 32) channels on the bundle's text encoder and VAE; its EMA weights."""
+    from zerocon.models import BUNDLED
+
+    bundle = BUNDLED["shapes"]
+    if not bundle.is_dir():
+        pytest.skip("the bundled ShapesWorld model is not present")
+    cfg = {**TINY, "seed": 3, "channels": (16, 32), "clip_dir": str(bundle), "vae_dir": str(bundle / "vae")}
+    cfg.update(eval_samples=2, eval_steps=2, final_eval_samples=2, final_eval_steps=2, **settings)
+    result = run_stage("unet", run, cfg)
+    return result, load_file(run / "unet" / "model" / "diffusion_pytorch_model.safetensors")
+
+
+def test_unet_stage_is_reproducible_and_bf16_autocast_changes_its_arithmetic(tmp_path):
+    first, wa = _tiny_unet_run(tmp_path / "a")
+    again, wb = _tiny_unet_run(tmp_path / "b", device="cpu")  # the default device, named
+    assert first["steps_done"] == 3 and first["metrics"] == again["metrics"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    bf16, wc = _tiny_unet_run(tmp_path / "c", bf16=True)
+    assert bf16["config"]["bf16"] is True and all(torch.isfinite(w).all() for w in wc.values())
+    assert not all(torch.equal(wa[k], wc[k]) for k in wa), "bf16 autocast must change the training arithmetic"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+def test_unet_stage_trains_on_a_gpu(tmp_path):
+    result, weights = _tiny_unet_run(tmp_path / "gpu", device="cuda", bf16=True)
+    assert result["steps_done"] == 3 and all(torch.isfinite(w).all() for w in weights.values())
+
+
+def test_stages_without_device_support_refuse_another_device(tmp_path):
+    with pytest.raises(ZeroconError, match="CPU only"):
+        run_stage("clip", tmp_path, {**TINY, "device": "cuda"})
+    assert not (tmp_path / "clip").exists()

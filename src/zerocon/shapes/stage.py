@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from zerocon.errors import ZeroconError
 from zerocon.io import staged_folder, write_json
 from zerocon.shapes.data import SceneBatch, train_split, val_split
 
@@ -57,6 +58,12 @@ class StageConfig:
     """Save the model (atomically) every this many steps, and at the end."""
     threads: int = 1
     """torch threads (1 when two jobs share the 2 cores)."""
+    device: str = "cpu"
+    """Where the model and its training tensors live ("cpu", "cuda", "cuda:1"; stages with
+    ``Stage.supports_device``). Random draws still come from the CPU generator and are moved there, so a seed
+    draws the same noise on every device."""
+    bf16: bool = False
+    """bf16 autocast of the loss's forward pass (tensor cores on a GPU; AVX-512 BF16 on a CPU)."""
 
 
 @dataclass
@@ -201,6 +208,8 @@ class Stage:
     """Also evaluate after the last of ``steps`` (even when ``eval_every`` does not divide it)."""
     loss_every = 0
     """Write the loss alone to the curve every this many steps; 0: the loss goes with each evaluation row."""
+    supports_device = False
+    """Whether the stage honours ``StageConfig.device`` (the others refuse any device but the CPU)."""
 
     def __init__(self, run: Path, cfg: Any, gen: torch.Generator) -> None:
         self.run, self.cfg, self.gen = run, cfg, gen
@@ -241,6 +250,8 @@ class Stage:
 
 def train_stage(stage_cls: type[Stage], run_dir: str | os.PathLike, cfg: StageConfig) -> dict:
     """Seed, build ``stage_cls`` and run the stage loop on it; returns the ``metrics.json`` record."""
+    if cfg.device != "cpu" and not stage_cls.supports_device:
+        raise ZeroconError(f"the {stage_cls.name} stage trains on the CPU only (device={cfg.device!r})")
     gen = seed_everything(cfg)
     stage = stage_cls(Path(run_dir), cfg, gen)
     opt = torch.optim.AdamW(stage.parameters(), lr=cfg.lr, weight_decay=stage.weight_decay)
@@ -253,7 +264,8 @@ def train_stage(stage_cls: type[Stage], run_dir: str | os.PathLike, cfg: StageCo
     for idx in batches(len(stage.data), cfg.batch_size, gen):
         if step >= cfg.steps or log.out_of_time():
             break
-        loss = stage.loss(idx)
+        with torch.autocast(torch.device(cfg.device).type, dtype=torch.bfloat16, enabled=cfg.bf16):
+            loss = stage.loss(idx)
         optimise(loss, opt, sched, stage.max_grad_norm)
         step += 1
         stage.after_step(step)

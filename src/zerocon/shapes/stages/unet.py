@@ -108,22 +108,25 @@ def generate(
     seed: int = 0,
     latents: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Text-to-image with DDIM and classifier-free guidance; returns (N, 3, 64, 64) in [-1, 1]. The initial
-    noise is drawn from ``seed`` unless ``latents`` gives it."""
+    """Text-to-image with DDIM and classifier-free guidance; returns (N, 3, 64, 64) in [-1, 1] on the CPU. The
+    initial noise is drawn (on the CPU) from ``seed`` unless ``latents`` gives it. The UNet and the VAE run on
+    the UNet's device, the text encoder where it is."""
     from diffusers import DDIMScheduler
 
+    device = unet.device
     sched = DDIMScheduler(**sd_scheduler_config())
     sched.set_timesteps(steps)
-    cond = encode_text(text_encoder, tokenizer, captions)
-    uncond = encode_text(text_encoder, tokenizer, [""] * len(captions))
+    cond = encode_text(text_encoder, tokenizer, captions).to(device)
+    uncond = encode_text(text_encoder, tokenizer, [""] * len(captions)).to(device)
     if latents is None:
         shape = (unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
         latents = torch.randn((len(captions), *shape), generator=torch.Generator().manual_seed(seed))
+    latents = latents.to(device)
     for t in sched.timesteps:
         eps = unet(torch.cat([latents, latents]), t, torch.cat([uncond, cond])).sample
         e_u, e_c = eps.chunk(2)
         latents = sched.step(e_u + guidance_scale * (e_c - e_u), t, latents).prev_sample
-    return vae.decode(latents / vae.config.scaling_factor).sample.clamp(-1, 1)
+    return vae.decode(latents / vae.config.scaling_factor).sample.clamp(-1, 1).cpu()
 
 
 def oracle_agreement(images: torch.Tensor, captions: list[str]) -> dict[str, float]:
@@ -188,8 +191,12 @@ def final_unet_metrics(unet: Any, vae: Any, text_encoder: Any, tokenizer: Any, c
 
 @torch.no_grad()
 def _encode_scenes(vae: Any, data: Any, chunk: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
-    """Posterior means and stds of all training scenes, computed once (the VAE is frozen)."""
-    posts = [vae.encode(data.as_float(slice(i, i + chunk))).latent_dist for i in range(0, len(data), chunk)]
+    """Posterior means and stds of all training scenes on the VAE's device, computed once (the VAE is frozen)."""
+    device = vae.device
+    posts = [
+        vae.encode(data.as_float(slice(i, i + chunk)).to(device)).latent_dist
+        for i in range(0, len(data), chunk)
+    ]
     return torch.cat([p.mean for p in posts]), torch.cat([p.std for p in posts])
 
 
@@ -199,18 +206,22 @@ class UnetStage(Stage):
 
     name = "unet"
     loss_every = 20
+    supports_device = True
 
     def __init__(self, run: Path, cfg: UnetConfig, gen: torch.Generator) -> None:
         from diffusers import AutoencoderKL, DDPMScheduler
 
         super().__init__(run, cfg, gen)
         self.tokenizer, self.text_encoder = load_text_encoder(Path(cfg.clip_dir or run / "clip" / "model"))
-        self.vae = AutoencoderKL.from_pretrained(Path(cfg.vae_dir or run / "vae" / "model")).eval()
+        self.device = torch.device(cfg.device)
+        vae = AutoencoderKL.from_pretrained(Path(cfg.vae_dir or run / "vae" / "model"))
+        self.vae = vae.eval().to(self.device)
         latent_shape = (self.vae.config.latent_channels, 64 // vae_factor(self.vae))
         self.data = train_split(cfg.n_train)
         self.lat_mean, self.lat_std = _encode_scenes(self.vae, self.data)
-        self.text_states = encode_text(self.text_encoder, self.tokenizer, all_captions())  # (96, L, D)
-        self.empty = encode_text(self.text_encoder, self.tokenizer, [""])  # (1, L, D)
+        states = encode_text(self.text_encoder, self.tokenizer, all_captions())
+        self.text_states = states.to(self.device)  # (96, L, D)
+        self.empty = encode_text(self.text_encoder, self.tokenizer, [""]).to(self.device)  # (1, L, D)
         if cfg.init_from:
             from diffusers import UNet2DConditionModel
 
@@ -220,6 +231,8 @@ class UnetStage(Stage):
         self.ema = build_unet(cfg, self.text_states.shape[-1], latent_shape)
         self.ema.load_state_dict(self.unet.state_dict())
         self.ema.requires_grad_(False)
+        self.unet.to(self.device)
+        self.ema.to(self.device)
         self.noise_sched = DDPMScheduler.from_config(sd_scheduler_config())
         self.eval_caps = _eval_captions(cfg.eval_samples, held_out=True)
 
@@ -227,16 +240,22 @@ class UnetStage(Stage):
         return list(self.unet.parameters())
 
     def loss(self, idx: torch.Tensor) -> torch.Tensor:
-        cfg, gen = self.cfg, self.gen
+        cfg, gen, device = self.cfg, self.gen, self.device
+
+        def draw(shape: tuple[int, ...]) -> torch.Tensor:  # on the CPU generator, then to the device
+            return torch.randn(shape, generator=gen).to(device)
+
         mean, std = self.lat_mean[idx], self.lat_std[idx]
-        z0 = (mean + std * torch.randn(mean.shape, generator=gen)) * self.vae.config.scaling_factor
-        noise = torch.randn(z0.shape, generator=gen)
+        z0 = (mean + std * draw(mean.shape)) * self.vae.config.scaling_factor
+        noise = draw(z0.shape)
         if cfg.noise_offset > 0:
-            noise = noise + cfg.noise_offset * torch.randn((*z0.shape[:2], 1, 1), generator=gen)
-        t = torch.randint(0, self.noise_sched.config.num_train_timesteps, (len(idx),), generator=gen)
+            noise = noise + cfg.noise_offset * draw((*z0.shape[:2], 1, 1))
+        t = torch.randint(0, self.noise_sched.config.num_train_timesteps, (len(idx),), generator=gen).to(
+            device
+        )
         zt = self.noise_sched.add_noise(z0, noise, t)
         cond = self.text_states[self.data.caption_idx[idx]]
-        drop = torch.rand(len(idx), generator=gen) < cfg.cond_drop
+        drop = (torch.rand(len(idx), generator=gen) < cfg.cond_drop).to(device)
         cond = torch.where(drop[:, None, None], self.empty.expand_as(cond), cond)
         return _epsilon_loss(self.unet(zt, t, cond).sample, noise, t, self.noise_sched, cfg.snr_gamma)
 

@@ -272,10 +272,17 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 folder, size = save_small_sd(Path(tmp) / name), 256
             results[name] = bench_config(name, folder, size, args.steps, args.repeats)
+    from dataclasses import asdict
+
+    from zerocon.edit.config import patch_nce_for_model
+
     report = {
         "benchmark": "edit_speed",
+        "command": " ".join(["python", *sys.argv]),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        # method="zerocon" runs with the defaults of a model without edit_defaults (these pipelines have none)
+        "zerocon_patch_nce": asdict(patch_nce_for_model(None, {})),
         "load_average_at_end": os.getloadavg(),
         "results": results,
     }

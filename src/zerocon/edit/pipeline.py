@@ -519,13 +519,8 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
             return noise_pred
         sample = model_input.chunk(2)[0] if do_cfg else model_input
         alpha_prod = scheduler.alphas_cumprod[t]
-        return regularize_noise(
-            noise_pred,
-            sample,
-            scheduler.config.prediction_type,
-            alpha_prod,
-            **regularisation,
-        )
+        prediction_type = scheduler.config.prediction_type
+        return regularize_noise(noise_pred, sample, prediction_type, alpha_prod, **regularisation)
 
     # ------------------------------------------------------------------ editing
     @torch.no_grad()
@@ -591,12 +586,9 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
         scheduler.set_timesteps(num_inference_steps, device=device)
         timesteps = scheduler.timesteps
 
-        # 5. Starting latents (the inversion, or noise from `generator`), float32, contiguous: the UNet rounds
-        # differently for other memory layouts, and a cached inversion must edit exactly as a fresh one
-        shape_args = (batch_size * num_images_per_prompt, self.unet.config.in_channels, height, width)
-        latents = (
-            self.prepare_latents(*shape_args, torch.float32, device, generator, latents).float().contiguous()
-        )
+        # 5. Starting latents (the inversion, or noise), float32 and contiguous (as a cached inversion is)
+        shape = (batch_size * num_images_per_prompt, self.unet.config.in_channels, height, width)
+        latents = self.prepare_latents(*shape, torch.float32, device, generator, latents).float().contiguous()
 
         # 6. Reference pass and guided edit pass, in lock-step
         edited, reference = self._lockstep_edit(

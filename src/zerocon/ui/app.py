@@ -182,7 +182,7 @@ def build_app(
                 image_digest=file_digest(path),
                 input_name=Path(path).name,
                 captioner=config.captioner,
-                model_identity=identity["key"],
+                model_identity=identity.get("key"),  # None (a cache shared with another app): now
             )
         except Exception as exc:
             raise _page_error(exc) from None

@@ -250,9 +250,8 @@ class UnetStage(Stage):
         noise = draw(z0.shape)
         if cfg.noise_offset > 0:
             noise = noise + cfg.noise_offset * draw((*z0.shape[:2], 1, 1))
-        t = torch.randint(0, self.noise_sched.config.num_train_timesteps, (len(idx),), generator=gen).to(
-            device
-        )
+        num_timesteps = self.noise_sched.config.num_train_timesteps
+        t = torch.randint(0, num_timesteps, (len(idx),), generator=gen).to(device)
         zt = self.noise_sched.add_noise(z0, noise, t)
         cond = self.text_states[self.data.caption_idx[idx]]
         drop = (torch.rand(len(idx), generator=gen) < cfg.cond_drop).to(device)

@@ -11,13 +11,15 @@ the input's with IoU >= 0.5, as ``benchmarks/main_job.py`` judges):
    there (the edit starts from a partly noised input that still holds the object's place), for word swap and
    zerocon.
 
-Usage: ``python benchmarks/shapes_recolour.py [--scenes 12] [--steps 20] [--out FILE.json]``; prints one JSON.
+Usage: ``python benchmarks/shapes_recolour.py [--model shapes] [--device cpu] [--scenes 12] [--steps 20]
+[--out FILE.json]``; prints one JSON. ``--model`` takes any ShapesWorld pipeline folder (default: the bundle).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from dataclasses import replace
 from typing import Any
 
@@ -71,6 +73,7 @@ def partial_edit(pipe: Any, image: Image.Image, caption: str, config: Any, keep:
     forward = _LastSteps.from_config(pipe.scheduler.config)
     inverse.keep = forward.keep = keep
     resized, _ = prepare_image(pipe, image)
+    warnings.filterwarnings("ignore", message="_FirstSteps is not DDIM|_LastSteps is not DDIM")  # they are
     latents = pipe.invert(
         caption,
         image=resized,
@@ -82,8 +85,8 @@ def partial_edit(pipe: Any, image: Image.Image, caption: str, config: Any, keep:
     direction = automatic_direction(pipe, caption, TARGET, use_templates=False)
     return pipe(
         caption,
-        source_embeds=direction.source_embeds,
-        target_embeds=direction.target_embeds,
+        source_embeds=direction.source_embeds.to(pipe.device),
+        target_embeds=direction.target_embeds.to(pipe.device),
         num_inference_steps=config.num_inference_steps,
         guidance_scale=config.guidance_scale,
         negative_prompt=caption,
@@ -103,12 +106,14 @@ def main(argv: list[str] | None = None) -> int:
     from zerocon.shapes.world import SceneFilter, render_seed
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="shapes", help="ShapesWorld pipeline (default: the bundle)")
+    parser.add_argument("--device", default="cpu")
     parser.add_argument("--scenes", type=int, default=12)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--out", default=None, help="also write the JSON here")
     args = parser.parse_args(argv)
 
-    pipe = load_edit_pipeline("shapes", device="cpu")
+    pipe = load_edit_pipeline(args.model, device=args.device)
     pipe.set_progress_bar_config(disable=True)
     base = EditConfig(num_inference_steps=args.steps).for_model(pipe.config)
 
@@ -148,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "benchmark": "shapes_recolour",
         "command": " ".join(["python", *sys.argv]),
+        "model": args.model,
         "target": TARGET,
         "steps": args.steps,
         "defaults": {"guidance_scale": base.guidance_scale, "patch_nce_weight": base.patch_nce.weight},

@@ -7,11 +7,13 @@
 #
 # `run` trains the bundle's UNet architecture (block channels 64,128; 4.2 M parameters) on the bundle's own
 # frozen text encoder and VAE (src/zerocon/assets/shapes/pipeline), conditioned exactly as the shipped UNet,
-# on the GPU with bf16 autocast, for MINUTES of wall clock (default 7, leaving time for the final 50-step
-# evaluation and the copy back). KEY=VALUE pairs override any UnetConfig field (e.g. init_from=... to
+# on the GPU with bf16 autocast, for MINUTES of wall clock (default 6, leaving time for rendering, the final
+# 50-step evaluation and the copy back). KEY=VALUE pairs override any UnetConfig field (e.g. init_from=... to
 # continue the shipped UNet: init_from=src/zerocon/assets/shapes/pipeline/unet). It writes $OUT/unet/:
 # the EMA weights in float16 (under the 16 MB a returned file may have), config.json, metrics.json (steps,
-# seconds, every setting, the oracle's final accuracy on 256 + 256 generations at 50 DDIM steps) and curve.jsonl.
+# seconds, every setting, the oracle's final accuracy on 256 + 256 generations at 50 DDIM steps) and curve.jsonl,
+# then puts the new UNet into a copy of the bundled pipeline and writes the main job's recolour measurement
+# (benchmarks/shapes_recolour.py) to $OUT/recolour.json.
 # The random draws come from the CPU generator, so a seed draws the same noise as on the CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +29,7 @@ if [[ "${1:-}" == "prepare" ]]; then
 fi
 [[ "${1:-}" == "run" ]] || { echo "usage: $0 prepare | run [MINUTES] [KEY=VALUE ...]" >&2; exit 2; }
 shift
-MINUTES=${1:-7}
+MINUTES=${1:-6}
 shift || true
 : "${OUT:?run this through the device tool (it sets OUT)}"
 
@@ -57,3 +59,10 @@ for name in ("metrics.json", "curve.jsonl"):
 print(json.dumps(json.loads((run / "metrics.json").read_text())["metrics"], indent=1))
 EOF
 ls -la "$OUT/unet"
+
+# the new UNet in a copy of the bundled pipeline, and the main job's edit measured with it
+rm -rf /tmp/pipeline && cp -r "$BUNDLE" /tmp/pipeline && rm -rf /tmp/pipeline/unet
+cp -r /tmp/run/unet/model /tmp/pipeline/unet
+python3 benchmarks/shapes_recolour.py --model /tmp/pipeline --device "${RECOLOUR_DEVICE:-cuda}" \
+  --out "$OUT/recolour.json" >/dev/null
+python3 -c "import json; d = json.load(open('$OUT/recolour.json')); print(json.dumps(d['similar_scenes'] | {'runs': None}))"

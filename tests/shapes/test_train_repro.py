@@ -138,3 +138,10 @@ def test_stages_without_device_support_refuse_another_device(tmp_path):
     with pytest.raises(ZeroconError, match="CPU only"):
         run_stage("clip", tmp_path, {**TINY, "device": "cuda"})
     assert not (tmp_path / "clip").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+def test_vae_stages_train_on_a_gpu(tmp_path):
+    for stage in ("vae", "vae_decoder"):
+        result = run_stage(stage, tmp_path, {**TINY, "device": "cuda", "bf16": True})
+        assert result["steps_done"] == 3 and result["metrics"]["psnr_val_seen"] > 0

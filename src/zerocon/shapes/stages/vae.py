@@ -67,9 +67,9 @@ def vae_psnr(vae: Any, batch: SceneBatch, chunk: int = 64) -> float:
     vae.eval()
     values = []
     for i in range(0, len(batch), chunk):
-        x = batch.as_float(slice(i, i + chunk))
+        x = batch.as_float(slice(i, i + chunk)).to(vae.device)
         rec = vae.decode(vae.encode(x).latent_dist.mode()).sample
-        values.append(psnr(rec, x))
+        values.append(psnr(rec, x).cpu())
     vae.train()
     return torch.cat(values).mean().item()
 
@@ -85,7 +85,7 @@ def latent_std(vae: Any, batch: SceneBatch, chunk: int = 64) -> float:
     vae.eval()
     lat = torch.cat(
         [
-            vae.encode(batch.as_float(slice(i, i + chunk))).latent_dist.mode()
+            vae.encode(batch.as_float(slice(i, i + chunk)).to(vae.device)).latent_dist.mode()
             for i in range(0, len(batch), chunk)
         ]
     )
@@ -103,6 +103,7 @@ class VaeStage(Stage):
     """Reconstruction (L1 + MSE) with a small KL term on random crops; ``scaling_factor`` = 1 / latent std."""
 
     name = "vae"
+    supports_device = True
 
     def __init__(self, run: Path, cfg: VaeConfig, gen: torch.Generator) -> None:
         super().__init__(run, cfg, gen)
@@ -112,6 +113,7 @@ class VaeStage(Stage):
             self.vae = AutoencoderKL.from_pretrained(cfg.init_from)
         else:
             self.vae = build_vae(cfg)
+        self.vae.to(cfg.device)
         self.data, self.val_seen, self.val_unseen = render_splits(cfg)
 
     def parameters(self) -> list[torch.nn.Parameter]:
@@ -119,7 +121,7 @@ class VaeStage(Stage):
 
     def loss(self, idx: torch.Tensor) -> torch.Tensor:
         cfg, vae = self.cfg, self.vae
-        x = self.data.as_float(idx)
+        x = self.data.as_float(idx).to(vae.device)
         if cfg.crop < 64:
             # offsets are whole latent cells, so a crop stays aligned with the latent grid
             f = vae_factor(vae)
@@ -128,7 +130,7 @@ class VaeStage(Stage):
             )
             x = x[:, :, oy : oy + cfg.crop, ox : ox + cfg.crop]
         post = vae.encode(x).latent_dist
-        z = post.mean + post.std * torch.randn(post.mean.shape, generator=self.gen)
+        z = post.mean + post.std * torch.randn(post.mean.shape, generator=self.gen).to(vae.device)
         rec = vae.decode(z).sample
         return F.l1_loss(rec, x) + F.mse_loss(rec, x) + cfg.kl_weight * post.kl().mean()
 

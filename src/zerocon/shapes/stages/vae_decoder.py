@@ -26,12 +26,13 @@ class VaeDecoderStage(Stage):
     """Fine-tune only the decoder (+ post_quant_conv) on full scenes; the encoder and scaling stay fixed."""
 
     name = "vae_decoder"
+    supports_device = True
 
     def __init__(self, run: Path, cfg: VaeDecoderConfig, gen: torch.Generator) -> None:
         from diffusers import AutoencoderKL
 
         super().__init__(run, cfg, gen)
-        self.vae = AutoencoderKL.from_pretrained(Path(cfg.vae_dir or run / "vae" / "model"))
+        self.vae = AutoencoderKL.from_pretrained(Path(cfg.vae_dir or run / "vae" / "model")).to(cfg.device)
         self.vae.requires_grad_(False)
         self.params = [*self.vae.decoder.parameters(), *self.vae.post_quant_conv.parameters()]
         for p in self.params:
@@ -42,10 +43,10 @@ class VaeDecoderStage(Stage):
         return self.params
 
     def loss(self, idx: torch.Tensor) -> torch.Tensor:
-        x = self.data.as_float(idx)
+        x = self.data.as_float(idx).to(self.vae.device)
         with torch.no_grad():
             post = self.vae.encode(x).latent_dist
-            z = post.mean + post.std * torch.randn(post.mean.shape, generator=self.gen)
+            z = post.mean + post.std * torch.randn(post.mean.shape, generator=self.gen).to(self.vae.device)
         rec = self.vae.decode(z).sample
         return F.l1_loss(rec, x) + F.mse_loss(rec, x)
 

@@ -2,8 +2,9 @@
 
 Same components (both loaded from the same save_pretrained folder), same inputs, same generator seeds:
 ``invert`` and ``__call__`` with ``method="pix2pix_zero"`` must give the same latents (max abs diff <= 1e-3
-in float32). The only deliberate deviation of the inversion (auto-correlation roll offsets never 0) is
-switched to the peer's behaviour with ``allow_zero_roll=True``.
+in float32). The deliberate deviations of the inversion: auto-correlation roll offsets never 0 (switched to the
+peer's behaviour with ``allow_zero_roll=True``), and the regularisation's safeguard, which halves a step that
+would raise its loss (asserted never to trigger on these fixtures, so they compare the peer's arithmetic).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import warnings
 import pytest
 import torch
 
+from zerocon.edit import inversion
 from zerocon.edit.pipeline import ZeroConPipeline
 
 TOL = 1e-3
@@ -46,8 +48,19 @@ def _inputs(pipe):
 
 
 @pytest.mark.parametrize("fixture", ["tiny_dir", "tiny_v_dir"])
-def test_invert_and_call_match_diffusers(fixture, request):
+def test_invert_and_call_match_diffusers(fixture, request, monkeypatch):
     folder = request.getfixturevalue(fixture)
+    steps_seen, rising = [], []  # regularisation steps; those whose plain (diffusers) update raises the loss
+    safeguarded = inversion.descend
+
+    def watched(output, to_epsilon, loss, grad, step):
+        steps_seen.append(step)
+        epsilon = to_epsilon(output)
+        if loss(to_epsilon(output - step * grad(epsilon))) > loss(epsilon):
+            rising.append(step)
+        return safeguarded(output, to_epsilon, loss, grad, step)
+
+    monkeypatch.setattr(inversion, "descend", watched)
     ours, peer = _ours(folder), _peer(folder)
     image, source, target = _inputs(ours)
     steps = 4
@@ -70,6 +83,7 @@ def test_invert_and_call_match_diffusers(fixture, request):
     ).latents
     assert (inv_ours - inv_peer).abs().max().item() <= TOL
     assert inv_ours.abs().max() > 0.1  # not a degenerate all-zero result
+    assert steps_seen and not rising, "the safeguard changed steps: the fixture no longer compares diffusers'"
 
     kwargs = dict(
         source_embeds=source,

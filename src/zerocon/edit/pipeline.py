@@ -593,10 +593,10 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
         # 6. Reference pass and guided edit pass, in lock-step
         edited, reference = self._lockstep_edit(
             latents, timesteps, scheduler, (prompt_embeds, edit_embeds, num_cond),
+            (num_inference_steps, callback, callback_steps),
             method=method, guidance_scale=guidance_scale, patch_nce=patch_nce, generator=generator, eta=eta,
-            cross_attention_guidance_amount=cross_attention_guidance_amount,
-            cross_attention_kwargs=cross_attention_kwargs, return_reconstruction=return_reconstruction,
-            guidance_stats=guidance_stats, progress=(num_inference_steps, callback, callback_steps),
+            cross_attention_guidance_amount=cross_attention_guidance_amount, unet_kwargs=cross_attention_kwargs,
+            return_reconstruction=return_reconstruction, guidance_stats=guidance_stats,
         )  # fmt: skip
 
         # 7. Decode
@@ -608,35 +608,22 @@ class ZeroConPipeline(DiffusionPipeline, StableDiffusionMixin):
         timesteps: torch.Tensor,
         scheduler: Any,
         embeds: tuple[torch.Tensor, torch.Tensor, int],
-        *,
-        method: str,
-        guidance_scale: float,
-        cross_attention_guidance_amount: float,
-        patch_nce: PatchNCEGuidance,
-        generator: torch.Generator | list[torch.Generator] | None,
-        eta: float,
-        cross_attention_kwargs: dict[str, Any] | None,
-        return_reconstruction: bool,
-        guidance_stats: list[dict[str, float]] | None,
         progress: tuple[int, Callable[[int, int, torch.Tensor], None] | None, int | None],
+        **guidance: Any,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``__call__``'s two passes: the edited latents and the reference ones (``None`` when not run)."""
+        """``__call__``'s two passes: the edited latents and the reference ones (``None`` when not run).
+        ``guidance`` are :func:`~zerocon.edit.lockstep.new_state`'s settings (method, guidance scales, PatchNCE,
+        generator, eta, ...); the pipeline adds the scheduler's extra step arguments, the latent size and device."""
+        generator, eta = guidance["generator"], guidance["eta"]
+        extra_step_kwargs = self.prepare_extra_step_kwargs(generator, eta)
         state = new_state(
             self._unet,
             scheduler,
             *embeds,
-            method=method,
-            guidance_scale=guidance_scale,
-            cross_attention_guidance_amount=cross_attention_guidance_amount,
-            patch_nce=patch_nce,
-            generator=generator,
-            eta=eta,
-            extra_step_kwargs=self.prepare_extra_step_kwargs(generator, eta),
-            unet_kwargs=cross_attention_kwargs,
+            extra_step_kwargs=extra_step_kwargs,
             latent_hw=(latents.shape[-2], latents.shape[-1]),
             device=self._execution_device,
-            return_reconstruction=return_reconstruction,
-            guidance_stats=guidance_stats,
+            **guidance,
         )
         num_steps, callback, callback_steps = progress
         with installed_processors(self.unet), self.progress_bar(total=num_steps) as progress_bar:

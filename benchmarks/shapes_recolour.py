@@ -24,7 +24,6 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
-import torch
 from diffusers import DDIMInverseScheduler, DDIMScheduler
 from PIL import Image
 
@@ -64,39 +63,23 @@ class _LastSteps(DDIMScheduler):
         self.timesteps = self.timesteps[-self.keep :]
 
 
+# they are DDIM, over fewer timesteps: the pipeline's "not DDIM" warning does not apply
+warnings.filterwarnings("ignore", message="_FirstSteps is not DDIM|_LastSteps is not DDIM")
+
+
 def partial_edit(pipe: Any, image: Image.Image, caption: str, config: Any, keep: int) -> Image.Image:
-    """The photo recipe (caption as negative prompt, automatic direction) from a ``keep``-step inversion."""
+    """The photo recipe (:func:`zerocon.edit.photo.invert_photo`, :func:`~zerocon.edit.photo.guided_edit`) from
+    a ``keep``-step inversion."""
     from zerocon.edit.directions import automatic_direction
-    from zerocon.edit.photo import prepare_image
+    from zerocon.edit.photo import guided_edit, invert_photo
 
     inverse = _FirstSteps.from_config(pipe.inverse_scheduler.config)
     forward = _LastSteps.from_config(pipe.scheduler.config)
     inverse.keep = forward.keep = keep
-    resized, _ = prepare_image(pipe, image)
-    warnings.filterwarnings("ignore", message="_FirstSteps is not DDIM|_LastSteps is not DDIM")  # they are
-    latents = pipe.invert(
-        caption,
-        image=resized,
-        num_inference_steps=config.num_inference_steps,
-        generator=torch.Generator().manual_seed(config.seed),
-        output_type="latent",
-        inverse_scheduler=inverse,
-    ).latents
+    latents = invert_photo(pipe, image, caption=caption, config=config, inverse_scheduler=inverse).latents
     direction = automatic_direction(pipe, caption, TARGET, use_templates=False)
-    return pipe(
-        caption,
-        source_embeds=direction.source_embeds.to(pipe.device),
-        target_embeds=direction.target_embeds.to(pipe.device),
-        num_inference_steps=config.num_inference_steps,
-        guidance_scale=config.guidance_scale,
-        negative_prompt=caption,
-        generator=torch.Generator().manual_seed(config.seed + 1),
-        latents=latents,
-        cross_attention_guidance_amount=config.cross_attention_guidance_amount,
-        method=config.method,
-        patch_nce=config.patch_nce,
-        scheduler=forward,
-    ).images[0]
+    out, _ = guided_edit(pipe, caption, direction, latents, config, scheduler=forward)
+    return out.images[0]
 
 
 def main(argv: list[str] | None = None) -> int:

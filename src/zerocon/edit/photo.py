@@ -72,8 +72,10 @@ def invert_photo(
     caption: str | None = None,
     source: str | None = None,
     config: EditConfig | None = None,
+    inverse_scheduler: Any = None,
 ) -> Inversion:
-    """Caption (unless given) and regularised DDIM inversion of a photo at the model's size."""
+    """Caption (unless given) and regularised DDIM inversion of a photo at the model's size, with the recipe's
+    DDIM inversion unless ``inverse_scheduler`` is given."""
     config = config or EditConfig()
     timings: dict[str, float] = {}
     start = time.perf_counter()
@@ -99,7 +101,7 @@ def invert_photo(
         num_reg_steps=config.num_reg_steps,
         num_auto_corr_rolls=config.num_auto_corr_rolls,
         allow_zero_roll=config.allow_zero_roll,
-        inverse_scheduler=recipe_schedulers(pipe)[1],
+        inverse_scheduler=inverse_scheduler or recipe_schedulers(pipe)[1],
     ).latents
     timings["inversion"] = time.perf_counter() - start
     return Inversion(
@@ -180,13 +182,18 @@ def edit_photo(
 
 
 def guided_edit(
-    pipe: ZeroConPipeline, caption: str, direction: Any, latents: torch.Tensor, config: EditConfig
+    pipe: ZeroConPipeline,
+    caption: str,
+    direction: Any,
+    latents: torch.Tensor,
+    config: EditConfig,
+    scheduler: Any = None,
 ) -> tuple[Any, Any]:
-    """The reference and guided edit passes from inverted ``latents`` with the recipe's DDIM sampler and the
-    caption also as negative prompt: the pipeline's output and the sampler."""
+    """The reference and guided edit passes from inverted ``latents`` with the caption also as negative prompt
+    and the recipe's DDIM sampler unless ``scheduler`` is given: the pipeline's output and the sampler."""
     show_stage(pipe, f"edit ({config.method})")
     device = pipe._execution_device
-    scheduler = recipe_schedulers(pipe)[0]
+    scheduler = scheduler or recipe_schedulers(pipe)[0]
     out = pipe(
         caption,
         source_embeds=direction.source_embeds.to(device),

@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -41,6 +42,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "edit"))
 
 from tiny import save_tiny_pipeline, tiny_scheduler, write_clip_tokenizer  # noqa: E402
+
+from zerocon.edit.config import patch_nce_for_model  # noqa: E402
 
 PROMPT = "a photo of a cat"
 
@@ -272,10 +275,6 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 folder, size = save_small_sd(Path(tmp) / name), 256
             results[name] = bench_config(name, folder, size, args.steps, args.repeats)
-    from dataclasses import asdict
-
-    from zerocon.edit.config import patch_nce_for_model
-
     report = {
         "benchmark": "edit_speed",
         "command": " ".join(["python", *sys.argv]),

@@ -43,6 +43,7 @@ from zerocon.edit.cache import (
 from zerocon.edit.captioning import DEFAULT_CAPTIONER
 from zerocon.edit.config import (
     CROSS_ATTENTION_GUIDANCE_AMOUNT,
+    EDIT_DEFAULTS,
     GRADIENT_SCALES,
     METHODS,
     NUM_PATCHES,
@@ -122,7 +123,8 @@ def _add_guidance_arguments(parser: argparse.ArgumentParser) -> None:
         "--guidance-scale",
         type=float,
         default=None,
-        help="CFG with the caption as negative (default: the model's edit_defaults, 5 for SD)",
+        help="CFG with the caption as negative (default: the model's edit_defaults, "
+        f"{EDIT_DEFAULTS['guidance_scale']:g} for SD)",
     )
     option = option_with_old_name(parser)
     option(
@@ -137,7 +139,8 @@ def _add_guidance_arguments(parser: argparse.ArgumentParser) -> None:
         "--nce-weight",
         type=float,
         default=None,
-        help="PatchNCE weight of zerocon (default: the model's edit_defaults, 1 on the relative scale for SD)",
+        help="PatchNCE weight of zerocon (default: the model's edit_defaults, "
+        f"{EDIT_DEFAULTS['patch_nce_weight']:g} on the {EDIT_DEFAULTS['patch_nce_scale']} scale for SD)",
     )
     option(
         "--patch-nce-scale",
@@ -185,7 +188,8 @@ def _invert_parser(subparsers: Any, formatter: Any) -> argparse.ArgumentParser:
         "--guidance-scale",
         type=float,
         default=None,
-        help="CFG of the reconstruction (default: the model's edit_defaults, 5 for SD)",
+        help="CFG of the reconstruction (default: the model's edit_defaults, "
+        f"{EDIT_DEFAULTS['guidance_scale']:g} for SD)",
     )
     return parser
 

@@ -261,10 +261,11 @@ def train_stage(stage_cls: type[Stage], run_dir: str | os.PathLike, cfg: StageCo
     if first is not None:
         log.write(0, **first)
     step = 0
+    device_type = torch.device(cfg.device).type
     for idx in batches(len(stage.data), cfg.batch_size, gen):
         if step >= cfg.steps or log.out_of_time():
             break
-        with torch.autocast(torch.device(cfg.device).type, dtype=torch.bfloat16, enabled=cfg.bf16):
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=cfg.bf16):
             loss = stage.loss(idx)
         optimise(loss, opt, sched, stage.max_grad_norm)
         step += 1

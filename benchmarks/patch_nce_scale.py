@@ -79,12 +79,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     torch.manual_seed(3)
+    example = example_scene(background="gray")  # the example this record was first measured on
     results = [
         measure(
             args.shapes_model,
-            example_scene().pil(),
-            "a red square on a gray background",
-            "a blue square on a gray background",
+            example.pil(),
+            example.spec.caption,
+            example.spec.with_object(color="blue").caption,
             args.steps,
         )
     ]

@@ -64,5 +64,6 @@ ls -la "$OUT/unet"
 rm -rf /tmp/pipeline && cp -r "$BUNDLE" /tmp/pipeline && rm -rf /tmp/pipeline/unet
 cp -r /tmp/run/unet/model /tmp/pipeline/unet
 python3 benchmarks/shapes_recolour.py --model /tmp/pipeline --device "${RECOLOUR_DEVICE:-cuda}" \
-  --out "$OUT/recolour.json" >/dev/null
-python3 -c "import json; d = json.load(open('$OUT/recolour.json')); print(json.dumps(d['similar_scenes'] | {'runs': None}))"
+  --out "$OUT/recolour.json" ${RECOLOUR_ARGS:-} >/dev/null
+python3 -c "import json; d = json.load(open('$OUT/recolour.json'))
+print(json.dumps({bg: v['success'] for bg, v in d['by_background'].items()}))"

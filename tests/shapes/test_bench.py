@@ -215,3 +215,15 @@ def test_tradeoff_script_averages_tasks_per_method(tmp_path):
         plotted.load()
         assert plotted.format == "PNG" and plotted.size == (605, 440)
     assert point["method"] == "zerocon" and point["nce_weight"] == 100.0  # the label's weight, not the run's
+
+
+def test_wilson_interval_is_sound_at_the_ends_and_symmetric():
+    from zerocon.shapes.bench import wilson_interval
+
+    none, every = wilson_interval(0, 8), wilson_interval(8, 8)
+    assert none["low"] == 0.0 and 0.3 < none["high"] < 0.35
+    assert every["high"] == 1.0 and abs(every["low"] - (1 - none["high"])) < 1e-4
+    half = wilson_interval(12, 24)
+    assert half["rate"] == 0.5 and abs(half["low"] + half["high"] - 1.0) < 1e-4 and half["low"] < 0.5
+    with pytest.raises(ValueError):
+        wilson_interval(0, 0)

@@ -139,26 +139,24 @@ def test_unet_reproduces_its_recorded_oracle_agreement():
 
 
 @pytest.mark.slow
-def test_colour_edit_changes_the_colour_and_keeps_the_background():
+def test_the_bundled_example_is_recoloured_in_place():
+    """The main job's edit at 20 steps: a blue square on the input's background, where the red one was."""
     from PIL import Image
 
     from zerocon.edit.pipeline import EditConfig, ZeroConPipeline
-    from zerocon.shapes.oracle import read_scene
+    from zerocon.shapes.oracle import mask_iou, read_scene
 
     pipe = ZeroConPipeline.from_pretrained("shapes")
     pipe.set_progress_bar_config(disable=True)
     image = Image.open(SHAPES_DIR / "example.png").convert("RGB")
     source = read_scene(image)
-    assert (source.shape, source.color, source.background) == ("square", "red", "gray")
-    config = EditConfig(method="zerocon", num_inference_steps=20, use_templates=False, seed=0)
-    result = pipe.edit(
-        image,
-        target="a blue square on a gray background",
-        caption="a red square on a gray background",
-        config=config,
-    )
+    assert (source.shape, source.color, source.background) == ("square", "red", "white")
+    config = EditConfig(method="zerocon", num_inference_steps=20, seed=0).for_model(pipe.config)
+    result = pipe.edit(image, target="red->blue", config=config)
+    assert result.caption == "a red square on a white background"
     edited = read_scene(result.edit.convert("RGB").resize((64, 64)))
-    assert edited.color == "blue" and edited.background == "gray"
+    assert (edited.shape, edited.color, edited.background) == ("square", "blue", "white")
+    assert mask_iou(edited.mask, source.mask) >= 0.5
 
 
 def test_assemble_from_the_shipped_bundle_alone_rebuilds_it(tmp_path):

@@ -10,6 +10,7 @@ from zerocon.shapes import (
     SHAPES,
     SceneFilter,
     all_captions,
+    colour_alignment,
     parse_caption,
     render,
     render_seed,
@@ -75,6 +76,26 @@ def test_with_object_changes_only_that_attribute():
     assert np.array_equal(edited.mask, original.mask)
     outside = ~edited.mask & (original.coverage == 0) & (edited.coverage == 0)
     assert np.array_equal(edited.image[outside], original.image[outside])
+
+
+@pytest.mark.parametrize("background", list(BACKGROUND_COLORS))
+def test_colour_alignment_says_which_reading_of_a_recoloured_scene_is_nearer(background):
+    """Below 0 exactly when the object recoloured in place is farther from the original scene, in pixels, than
+    the background alone plus the recoloured object elsewhere (the same spot, counted once for each)."""
+    from dataclasses import replace
+
+    spec = sample_spec(5, SceneFilter(backgrounds=[background], texture_prob=0.0, distractor_prob=0.0))
+    empty = render(replace(spec, obj=replace(spec.obj, radius=1e-4))).image.astype(np.float64)
+    for color in OBJECT_COLORS:
+        for other in OBJECT_COLORS:
+            if color == other:
+                continue
+            first = render(spec.with_object(color=color)).image.astype(np.float64)
+            second = render(spec.with_object(color=other)).image.astype(np.float64)
+            in_place = ((first - second) ** 2).sum()
+            move = ((first - empty) ** 2).sum() + ((second - empty) ** 2).sum()
+            assert (colour_alignment(color, other, background) < 0) == (in_place > move), (color, other)
+    assert colour_alignment("red", "blue", "gray") < 0 < colour_alignment("red", "blue", "white")
 
 
 def test_write_dataset(tmp_path):

@@ -182,6 +182,18 @@ def _ci(values: list[float]) -> dict[str, float]:
     return {"mean": float(arr.mean()), "ci95": float(half), "n": int(len(arr))}
 
 
+def wilson_interval(hits: int, n: int) -> dict[str, float]:
+    """A success rate ``hits / n`` with its 95 % Wilson score interval (sound at 0 or n hits, unlike
+    rate ± 1.96 standard errors)."""
+    if n <= 0:
+        raise ValueError("a success rate needs at least one trial")
+    z = 1.96
+    rate = hits / n
+    centre = (rate + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(rate * (1 - rate) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return {"rate": round(rate, 4), "low": round(centre - half, 4), "high": round(centre + half, 4), "n": n}
+
+
 def editor_method(method: str) -> str:
     """The editor behind a bench method label (``zerocon@100`` -> ``zerocon``)."""
     return method.partition("@")[0]

@@ -114,6 +114,18 @@ def caption_for(shape: str, color: str, background: str) -> str:
     return f"a {color} {shape} on a {background} background"
 
 
+def colour_alignment(color: str, other: str, background: str) -> float:
+    """Cosine of the angle between two object colours seen from a background colour (RGB).
+
+    Below 0 the background lies between them (red and blue from gray): a scene with the object recoloured from
+    one to the other is then farther from the original, pixel for pixel, than the background alone is, so
+    for a model of this world a recoloured object in place is a less likely reading of the original than
+    the object gone and another drawn elsewhere."""
+    ground = np.asarray(BACKGROUND_COLORS[background], np.float64)
+    a, b = (np.asarray(OBJECT_COLORS[c], np.float64) - ground for c in (color, other))
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
 def parse_caption(caption: str) -> dict[str, str] | None:
     """Inverse of :func:`caption_for`; ``None`` if ``caption`` is not a well-formed ShapesWorld caption."""
     words = caption.strip().lower().split()

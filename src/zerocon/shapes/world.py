@@ -117,10 +117,10 @@ def caption_for(shape: str, color: str, background: str) -> str:
 def colour_alignment(color: str, other: str, background: str) -> float:
     """Cosine of the angle between two object colours seen from a background colour (RGB).
 
-    Below 0 the background lies between them (red and blue from gray): a scene with the object recoloured from
-    one to the other is then farther from the original, pixel for pixel, than the background alone is, so
-    for a model of this world a recoloured object in place is a less likely reading of the original than
-    the object gone and another drawn elsewhere."""
+    Below 0 the background ``g`` lies between them (red and blue from gray): on the object's pixels
+    ``|a - b|^2 > |a - g|^2 + |b - g|^2``, so the scene with the object recoloured in place is farther from the
+    original than the two changes of the other reading together (the object gone, the recoloured one drawn
+    elsewhere), and a model of this world reads a noised, recaptioned object as moved rather than recoloured."""
     ground = np.asarray(BACKGROUND_COLORS[background], np.float64)
     a, b = (np.asarray(OBJECT_COLORS[c], np.float64) - ground for c in (color, other))
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))

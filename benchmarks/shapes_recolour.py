@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -37,12 +36,13 @@ TARGET = "red->blue"
 
 def judge(edit: Image.Image, mask: np.ndarray, background: str) -> dict[str, Any]:
     """The oracle's reading of an edit, its mask IoU with the input's object and whether it succeeded."""
+    from zerocon.shapes.bench import IN_PLACE_IOU
     from zerocon.shapes.oracle import mask_iou, read_scene
 
     seen = read_scene(np.asarray(edit.convert("RGB").resize((64, 64), Image.Resampling.BICUBIC)))
     iou = float(mask_iou(seen.mask, mask))
     reading = (seen.shape, seen.color, seen.background)
-    success = reading == ("square", "blue", background) and iou >= 0.5
+    success = reading == ("square", "blue", background) and iou >= IN_PLACE_IOU
     return {"read_as": list(reading), "mask_iou": round(iou, 3), "success": success}
 
 
@@ -51,7 +51,7 @@ def latent_costs(vae: Any, spec: Any) -> dict[str, float]:
     """The two explanations' squared latent distances for the scene ``spec`` (see the module docstring)."""
     from zerocon.shapes.world import render
 
-    empty = replace(spec, obj=replace(spec.obj, radius=1e-4))
+    empty = spec.with_object(radius=1e-4)
     images = np.stack([render(s).image for s in (spec, spec.with_object(color="blue"), empty)])
     pixels = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
     red, blue, none = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.mean.float()

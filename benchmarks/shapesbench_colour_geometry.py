@@ -27,7 +27,7 @@ DEFAULT = ROOT / "benchmarks" / "shapesbench_2026-12-01" / "results.json"
 
 
 def main(argv: list[str] | None = None) -> int:
-    from zerocon.shapes.bench import wilson_interval
+    from zerocon.shapes.bench import IN_PLACE_IOU, wilson_interval
     from zerocon.shapes.world import colour_alignment, parse_caption
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     summary: dict[str, dict] = {}
     for (method, group), runs in sorted(groups.items()):
         acc, iou = np.array(runs, dtype=np.float64).T
-        in_place = int(np.sum((acc == 1.0) & (iou >= 0.5)))
+        in_place = int(np.sum((acc == 1.0) & (iou >= IN_PLACE_IOU)))
         summary.setdefault(method, {})[group] = {
             "runs": len(runs),
             "edit_acc": round(float(acc.mean()), 3),

@@ -82,10 +82,8 @@ def test_with_object_changes_only_that_attribute():
 def test_colour_alignment_says_which_reading_of_a_recoloured_scene_is_nearer(background):
     """Below 0 exactly when the object recoloured in place is farther from the original scene, in pixels, than
     the background alone plus the recoloured object elsewhere (the same spot, counted once for each)."""
-    from dataclasses import replace
-
     spec = sample_spec(5, SceneFilter(backgrounds=[background], texture_prob=0.0, distractor_prob=0.0))
-    empty = render(replace(spec, obj=replace(spec.obj, radius=1e-4))).image.astype(np.float64)
+    empty = render(spec.with_object(radius=1e-4)).image.astype(np.float64)
     for color in OBJECT_COLORS:
         for other in OBJECT_COLORS:
             if color == other:

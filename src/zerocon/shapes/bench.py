@@ -182,6 +182,11 @@ def _ci(values: list[float]) -> dict[str, float]:
     return {"mean": float(arr.mean()), "ci95": float(half), "n": int(len(arr))}
 
 
+IN_PLACE_IOU = 0.5
+"""Mask IoU with the source object from which an edit with the target's attributes counts as made in place (the
+main job's test, ``benchmarks/main_job.py``)."""
+
+
 def wilson_interval(hits: int, n: int) -> dict[str, float]:
     """A success rate ``hits / n`` with its 95 % Wilson score interval (sound at 0 or n hits, unlike
     rate ± 1.96 standard errors)."""
